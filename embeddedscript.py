@@ -1,0 +1,1026 @@
+"""The command language of embeddedserver, and its pure interpreter.
+
+Model
+-----
+A *script* is a list of *steps* that a fake server runs, in order, against one
+client connection. Steps come in three families:
+
+* **read steps** (``RECEIVE``, an int, ``ReadUntil``, ``ReadLine``, ``ReadFrame``,
+  ``ReadUntilClose``, ``Expect``, ``ExpectRegex``, ``ExpectFrame``, ``ExpectClose``)
+  consume bytes the client sent. Each produces one *chunk*.
+* **send steps** (bytes or str, ``Send``, ``Drip``, ``Garbage``, ``SendFrame``) write bytes.
+* **action steps** (``Delay``, ``Close``, ``Reset``, ``HalfClose``, ``Hang``, ``Call``)
+  do something to the connection.
+
+Nothing in this module touches a socket. A read step is matched by an ``Inbox``:
+the I/O shell (``embeddedserver``) feeds it the bytes it receives and asks whether the
+step is complete, incomplete, or can never match (``Mismatch``, raised at the first
+differing byte, so a wrong client fails at once rather than at a timeout).
+
+Errors split as in h11: a script that is wrong raises ``TypeError``/``ValueError`` when it
+is built (``compile_script``); a client that misbehaves produces a ``Failure`` record,
+rendered with the step, what was expected, what arrived and where the two parted.
+
+Sections: helpers - steps - script compilation - the inbox - records and failures.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import struct
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "RECEIVE",
+    "AcceptAndClose",
+    "Call",
+    "Close",
+    "ConnectionRecord",
+    "Delay",
+    "Drip",
+    "Event",
+    "Expect",
+    "ExpectClose",
+    "ExpectFrame",
+    "ExpectRegex",
+    "Failure",
+    "Garbage",
+    "HalfClose",
+    "Hang",
+    "Inbox",
+    "Mismatch",
+    "PerConnection",
+    "ReadFrame",
+    "ReadLine",
+    "ReadStep",
+    "ReadUntil",
+    "ReadUntilClose",
+    "Receive",
+    "Reset",
+    "Send",
+    "SendFrame",
+    "Step",
+    "compile_script",
+    "describe_steps",
+    "http_response",
+    "render_transcript",
+    "show_bytes",
+]
+
+#: Seconds a read step waits for the client (per server, overridable per step).
+DEFAULT_TIMEOUT = 5.0
+
+Bytesish = Union[bytes, bytearray, memoryview, str]
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _to_bytes(value: Bytesish, what: str) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes, bytearray, memoryview or str, not {value!r}")
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, not {timeout!r}")
+    return float(timeout)
+
+
+def _check_count(value: Any, what: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, not {value!r}")
+    return value
+
+
+def _check_seconds(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {value!r}")
+    if value < 0:
+        raise ValueError(f"{what} must be >= 0 seconds, not {value!r}")
+    return float(value)
+
+
+def _check_prefix(prefix: str) -> struct.Struct:
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a struct format string such as '>I', not {prefix!r}")
+    try:
+        packer = struct.Struct(prefix)
+    except struct.error as exc:
+        raise ValueError(f"prefix {prefix!r} is not a valid struct format: {exc}") from None
+    try:
+        packer.pack(0)
+    except struct.error:
+        raise ValueError(
+            f"prefix {prefix!r} must describe exactly one integer, e.g. '>I', '>H', '<Q', '!B'"
+        ) from None
+    return packer
+
+
+def show_bytes(data: bytes, limit: int = 80) -> str:
+    """Render *data* for a message: its repr, cut to *limit* bytes, with a length note."""
+    if len(data) <= limit:
+        return repr(bytes(data))
+    return f"{bytes(data[:limit])!r}... ({len(data)} bytes)"
+
+
+def _hex(data: bytes, limit: int = 32) -> str:
+    text = bytes(data[:limit]).hex(" ")
+    return text + (" ..." if len(data) > limit else "")
+
+
+def _is_binary(data: bytes) -> bool:
+    return any(b < 9 or 13 < b < 32 or b > 126 for b in data[:256])
+
+
+def http_response(
+    body: Bytesish = b"",
+    status: int = 200,
+    reason: str = "",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """Build a complete HTTP/1.1 response, with ``Content-Length``, to use as a send step.
+
+    >>> http_response("hello world")[:17]
+    b'HTTP/1.1 200 OK\\r\\n'
+    """
+    from http import HTTPStatus
+
+    payload = _to_bytes(body, "body")
+    if not reason:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+    all_headers = {"Content-Length": str(len(payload)), "Connection": "close"}
+    all_headers.update(headers or {})
+    head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in all_headers.items()
+    )
+    return head.encode("latin-1") + b"\r\n" + payload
+
+
+# ---------------------------------------------------------------------------
+# steps
+# ---------------------------------------------------------------------------
+
+
+class Mismatch(Exception):
+    """A read step can never match what the client sent (raised by the matchers).
+
+    ``expected`` describes what the step wanted, ``received`` is what had arrived for
+    the step, ``offset`` the first byte that differs (or None), ``reason`` a short phrase.
+    """
+
+    def __init__(
+        self, reason: str, expected: str, received: bytes, offset: int | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.expected = expected
+        self.received = bytes(received)
+        self.offset = offset
+
+
+class Step:
+    """Base class of every step. Subclasses are plain, immutable value objects."""
+
+    timeout: float | None = None
+    #: True for a step after which the connection is gone (no later step may follow).
+    ends_connection = False
+
+    def __repr__(self) -> str:
+        fields = ", ".join(self._repr_args())
+        return f"{type(self).__name__}({fields})"
+
+    def _repr_args(self) -> list[str]:
+        return []
+
+
+class ReadStep(Step):
+    """A step that consumes bytes from the client; subclasses implement ``matcher``."""
+
+    def matcher(self) -> _Matcher:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What the step waits for, in words (used in failure messages)."""
+        return repr(self)
+
+    def _timeout_arg(self) -> list[str]:
+        return [] if self.timeout is None else [f"timeout={self.timeout!r}"]
+
+
+class _Matcher:
+    """Per-execution state of a read step. ``check`` returns the byte count the step
+    consumes when complete, None while incomplete, and raises Mismatch if impossible."""
+
+    def check(self, buffer: bytearray, eof: bool) -> int | None:
+        raise NotImplementedError
+
+
+class Receive(ReadStep):
+    """Read from the client: ``Receive()`` (``RECEIVE``) takes what one read returns (at
+    least one byte); ``Receive(n)`` (or a bare int n in a script) takes at least n bytes.
+
+    >>> Receive(20)
+    Receive(20)
+    """
+
+    def __init__(self, n: int | None = None, *, timeout: float | None = None) -> None:
+        self.n = None if n is None else _check_count(n, "byte count")
+        self.timeout = _check_timeout(timeout)
+
+    def _repr_args(self) -> list[str]:
+        return ([] if self.n is None else [repr(self.n)]) + self._timeout_arg()
+
+    def describe(self) -> str:
+        return "any bytes" if self.n is None else f"at least {self.n} bytes"
+
+    def matcher(self) -> _Matcher:
+        return _AtLeast(max(1, self.n or 0))
+
+
+class _AtLeast(_Matcher):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def check(self, buffer: bytearray, eof: bool) -> int | None:
+        return len(buffer) if len(buffer) >= self.n else None
+
+
+#: Read some bytes: whatever one read returns. The classic first step of a script.
+RECEIVE = Receive()
+
+
+class ReadUntil(ReadStep):
+    """Read up to and including *delimiter* (``b"\\r\\n\\r\\n"`` ends HTTP headers).
+
+    >>> ReadUntil(b"\\r\\n\\r\\n")
+    ReadUntil(b'\\r\\n\\r\\n')
+    """
+
+    def __init__(self, delimiter: Bytesish, *, timeout: float | None = None) -> None:
+        self.delimiter = _to_bytes(delimiter, "delimiter")
+        if not self.delimiter:
+            raise ValueError("delimiter must not be empty: give the bytes that end a message")
+        self.timeout = _check_timeout(timeout)
+
+    def _repr_args(self) -> list[str]:
+        return [repr(self.delimiter), *self._timeout_arg()]
+
+    def describe(self) -> str:
+        return f"bytes up to {self.delimiter!r}"
+
+    def matcher(self) -> _Matcher:
+        return _Until(self.delimiter)
+
+
+class _Until(_Matcher):
+    def __init__(self, delimiter: bytes) -> None:
+        self.delimiter = delimiter
+        self.searched = 0  # bytes already known not to start the delimiter
+
+    def check(self, buffer: bytearray, eof: bool) -> int | None:
+        at = buffer.find(self.delimiter, self.searched)
+        if at < 0:
+            self.searched = max(0, len(buffer) - len(self.delimiter) + 1)
+            return None
+        return at + len(self.delimiter)
+
+
+class ReadLine(ReadUntil):
+    """Read one line, up to and including ``b"\\n"`` (so ``\\r\\n`` lines work too)."""
+
+    def __init__(self, *, timeout: float | None = None) -> None:
+        super().__init__(b"\n", timeout=timeout)
+
+    def _repr_args(self) -> list[str]:
+        return self._timeout_arg()
+
+    def describe(self) -> str:
+        return "a line ending in b'\\n'"
+
+
+class ReadFrame(ReadStep):
+    """Read one length-prefixed frame (prefix included in the chunk). *prefix* is a struct
+    format for one unsigned length: ``'>I'`` (4-byte big-endian, the default), ``'>H'``...
+    """
+
+    def __init__(self, prefix: str = ">I", *, timeout: float | None = None) -> None:
+        self.prefix = prefix
+        self._struct = _check_prefix(prefix)
+        self.timeout = _check_timeout(timeout)
+
+    def _repr_args(self) -> list[str]:
+        return ([] if self.prefix == ">I" else [repr(self.prefix)]) + self._timeout_arg()
+
+    def describe(self) -> str:
+        return f"a frame with a {self.prefix!r} length prefix"
+
+    def matcher(self) -> _Matcher:
+        return _Frame(self._struct, None, self)
+
+
+class _Frame(_Matcher):
+    def __init__(self, packer: struct.Struct, payload: bytes | None, step: ReadStep) -> None:
+        self.packer = packer
+        self.payload = payload
+        self.step = step
+        self.checked = 0
+
+    def check(self, buffer: bytearray, eof: bool) -> int | None:
+        size = self.packer.size
+        if len(buffer) < size:
+            return None
+        (length,) = self.packer.unpack_from(buffer)
+        if self.payload is not None:
+            if length != len(self.payload):
+                raise Mismatch(
+                    f"frame length prefix says {length} bytes, expected {len(self.payload)}",
+                    f"frame with payload {show_bytes(self.payload)}",
+                    bytes(buffer[: size + min(length, 256)]),
+                    None,
+                )
+            end = min(len(buffer), size + length)
+            _compare(self.payload, buffer, size + self.checked, end, size, self.step.describe())
+            self.checked = end - size
+        return size + length if len(buffer) >= size + length else None
+
+
+class ReadUntilClose(ReadStep):
+    """Read everything until the client closes its side (EOF)."""
+
+    def __init__(self, *, timeout: float | None = None) -> None:
+        self.timeout = _check_timeout(timeout)
+
+    def _repr_args(self) -> list[str]:
+        return self._timeout_arg()
+
+    def describe(self) -> str:
+        return "bytes until the client closes"
+
+    def matcher(self) -> _Matcher:
+        return _ToEof()
+
+
+class _ToEof(_Matcher):
+    def check(self, buffer: bytearray, eof: bool) -> int | None:
+        return len(buffer) if eof else None
+
+
+def _compare(
+    expected: bytes, buffer: bytearray, start: int, end: int, base: int, what: str
+) -> None:
+    """Compare buffer[start:end] with expected[start-base:end-base]; raise at a difference."""
+    if end <= start:
+        return
+    got = memoryview(buffer)[start:end]
+    want = memoryview(expected)[start - base : end - base]
+    if got == want:
+        return
+    offset = next(i for i in range(len(got)) if got[i] != want[i]) + start - base
+    raise Mismatch(
+        f"wrong bytes at offset {offset}", what, bytes(buffer[base:end]), offset
+    )
+
+
+class Expect(ReadStep):
+    """Expect the client to send something; fail at once when it cannot match.
+
+    * bytes or str: exactly these bytes (a str is UTF-8). A wrong byte fails the step
+      at that byte, without waiting for the rest.
+    * a compiled regex (``re.compile(rb"GET /\\S+")``): bytes arriving are searched
+      until the pattern matches; the step consumes up to the end of the match.
+    * a callable ``predicate(chunk) -> bool``: applied to the unit read by *within*
+      (default ``RECEIVE``: one read). False fails the step.
+
+    *within* (a read step, e.g. ``ReadLine()``) makes a regex or predicate apply to one
+    whole unit: the regex must match the whole unit (``fullmatch``).
+
+    >>> Expect(b"PING\\r\\n")
+    Expect(b'PING\\r\\n')
+    """
+
+    def __init__(
+        self,
+        what: Bytesish | re.Pattern[Any] | Callable[[bytes], object],
+        *,
+        within: ReadStep | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.timeout = _check_timeout(timeout)
+        if within is not None and not isinstance(within, ReadStep):
+            raise TypeError(f"within must be a read step such as ReadLine(), not {within!r}")
+        self.within = within
+        self.exact: bytes | None = None
+        self.pattern: re.Pattern[bytes] | None = None
+        self.predicate: Callable[[bytes], object] | None = None
+        if isinstance(what, (bytes, bytearray, memoryview, str)):
+            if within is not None:
+                raise TypeError("within= applies to a regex or a predicate, not to exact bytes")
+            self.exact = _to_bytes(what, "expected data")
+            if not self.exact:
+                raise ValueError("Expect(b'') would match nothing: expect at least one byte")
+        elif isinstance(what, re.Pattern):
+            self.pattern = _bytes_pattern(what)
+        elif callable(what):
+            self.predicate = what
+            if self.within is None:
+                self.within = RECEIVE
+        else:
+            raise TypeError(
+                f"Expect takes bytes, str, a compiled regex or a predicate, not {what!r}"
+            )
+
+    def _repr_args(self) -> list[str]:
+        if self.exact is not None:
+            head = repr(self.exact)
+        elif self.pattern is not None:
+            head = f"re.compile({self.pattern.pattern!r})"
+        else:
+            head = getattr(self.predicate, "__qualname__", repr(self.predicate))
+        within = [] if self.within is None or self.predicate else [f"within={self.within!r}"]
+        return [head, *within, *self._timeout_arg()]
+
+    def describe(self) -> str:
+        if self.exact is not None:
+            return show_bytes(self.exact)
+        if self.pattern is not None:
+            where = f" ({self.within.describe()})" if self.within else ""
+            return f"data matching re.compile({self.pattern.pattern!r}){where}"
+        assert self.within is not None
+        return f"{self.within.describe()} accepted by {self._repr_args()[0]}"
+
+    def matcher(self) -> _Matcher:
+        if self.exact is not None:
+            return _Exact(self.exact, self.describe())
+        assert self.within is not None or self.pattern is not None
+        return _Checked(self)
+
+
+def _bytes_pattern(pattern: re.Pattern[Any]) -> re.Pattern[bytes]:
+    if isinstance(pattern.pattern, bytes):
+        return pattern
+    try:
+        return re.compile(pattern.pattern.encode("utf-8"), pattern.flags & ~re.UNICODE)
+    except re.error as exc:
+        raise ValueError(f"regex {pattern.pattern!r} cannot be used on bytes: {exc}") from None
+
+
+class _Exact(_Matcher):
+    def __init__(self, expected: bytes, what: str) -> None:
+        self.expected = expected
+        self.what = what
+        self.checked = 0
+
+    def check(self, buffer: bytearray, eof: bool) -> int | None:
+        end = min(len(buffer), len(self.expected))
+        _compare(self.expected, buffer, self.checked, end, 0, self.what)
+        self.checked = end
+        return len(self.expected) if end == len(self.expected) else None
+
+
+class _Checked(_Matcher):
+    def __init__(self, step: Expect) -> None:
+        self.step = step
+        self.unit = step.within.matcher() if step.within is not None else None
+
+    def check(self, buffer: bytearray, eof: bool) -> int | None:
+        step = self.step
+        if self.unit is None:  # streaming regex search
+            assert step.pattern is not None
+            found = step.pattern.search(buffer)
+            return found.end() if found else None
+        n = self.unit.check(buffer, eof)
+        if n is None:
+            return None
+        chunk = bytes(buffer[:n])
+        if step.pattern is not None:
+            ok: object = step.pattern.fullmatch(chunk)
+        else:
+            assert step.predicate is not None
+            ok = step.predicate(chunk)
+        if not ok:
+            raise Mismatch("the data did not match", step.describe(), chunk, None)
+        return n
+
+
+class ExpectRegex(Expect):
+    """``Expect`` with a regex given as text or bytes; an invalid regex is a ValueError.
+
+    >>> ExpectRegex(rb"GET /\\S+ HTTP/1\\.[01]\\r\\n")
+    Expect(re.compile(b'GET /\\\\S+ HTTP/1\\\\.[01]\\\\r\\\\n'))
+    """
+
+    def __init__(
+        self,
+        pattern: str | bytes | re.Pattern[Any],
+        *,
+        within: ReadStep | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not isinstance(pattern, re.Pattern):
+            if not isinstance(pattern, (str, bytes)):
+                raise TypeError(f"pattern must be str, bytes or re.Pattern, not {pattern!r}")
+            raw = pattern.encode("utf-8") if isinstance(pattern, str) else pattern
+            try:
+                pattern = re.compile(raw)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {raw!r}: {exc}") from None
+        super().__init__(pattern, within=within, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return "Expect(" + ", ".join(self._repr_args()) + ")"
+
+
+class ExpectFrame(ReadStep):
+    """Expect one length-prefixed frame whose payload is exactly *payload*."""
+
+    def __init__(
+        self, payload: Bytesish, prefix: str = ">I", *, timeout: float | None = None
+    ) -> None:
+        self.payload = _to_bytes(payload, "payload")
+        self.prefix = prefix
+        self._struct = _check_prefix(prefix)
+        self.timeout = _check_timeout(timeout)
+
+    def _repr_args(self) -> list[str]:
+        pre = [] if self.prefix == ">I" else [repr(self.prefix)]
+        return [repr(self.payload), *pre, *self._timeout_arg()]
+
+    def describe(self) -> str:
+        return f"frame with payload {show_bytes(self.payload)}"
+
+    def matcher(self) -> _Matcher:
+        return _Frame(self._struct, self.payload, self)
+
+
+class ExpectClose(ReadStep):
+    """Expect the client to close its side; any data arriving instead fails the step."""
+
+    def __init__(self, *, timeout: float | None = None) -> None:
+        self.timeout = _check_timeout(timeout)
+
+    def _repr_args(self) -> list[str]:
+        return self._timeout_arg()
+
+    def describe(self) -> str:
+        return "the client to close the connection"
+
+    def matcher(self) -> _Matcher:
+        return _Closed()
+
+
+class _Closed(_Matcher):
+    def check(self, buffer: bytearray, eof: bool) -> int | None:
+        if buffer:
+            raise Mismatch(
+                "unexpected data while waiting for the client to close",
+                "the client to close the connection",
+                bytes(buffer),
+                0,
+            )
+        return 0 if eof else None
+
+
+class Send(Step):
+    """Send bytes (a str is sent UTF-8 encoded). A bare bytes/str in a script is a Send."""
+
+    def __init__(self, data: Bytesish) -> None:
+        self.data = _to_bytes(data, "data to send")
+
+    def _repr_args(self) -> list[str]:
+        return [show_bytes(self.data)]
+
+
+class SendFrame(Send):
+    """Send *payload* behind a length prefix (struct format, default ``'>I'``)."""
+
+    def __init__(self, payload: Bytesish, prefix: str = ">I") -> None:
+        body = _to_bytes(payload, "payload")
+        packer = _check_prefix(prefix)
+        try:
+            head = packer.pack(len(body))
+        except struct.error:
+            raise ValueError(
+                f"a payload of {len(body)} bytes does not fit a {prefix!r} length prefix"
+            ) from None
+        self.payload = body
+        self.prefix = prefix
+        super().__init__(head + body)
+
+    def _repr_args(self) -> list[str]:
+        return [show_bytes(self.payload)] + ([] if self.prefix == ">I" else [repr(self.prefix)])
+
+
+class Garbage(Send):
+    """Send *n* pseudo-random bytes from a generator seeded with *seed* (reproducible)."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n = _check_count(n, "garbage byte count", 1)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, not {seed!r}")
+        self.seed = seed
+        super().__init__(random.Random(seed).randbytes(n))
+
+    def _repr_args(self) -> list[str]:
+        return [repr(self.n)] + ([f"seed={self.seed!r}"] if self.seed else [])
+
+
+class Drip(Send):
+    """Send slowly: *chunk* bytes at a time with *interval* seconds between chunks."""
+
+    def __init__(self, data: Bytesish, chunk: int = 1, interval: float = 0.05) -> None:
+        super().__init__(data)
+        self.chunk = _check_count(chunk, "chunk size", 1)
+        self.interval = _check_seconds(interval, "interval")
+
+    def _repr_args(self) -> list[str]:
+        return [show_bytes(self.data), f"chunk={self.chunk}", f"interval={self.interval}"]
+
+
+class Delay(Step):
+    """Pause for *seconds* (interrupted at once by ``stop()``)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = _check_seconds(seconds, "delay")
+
+    def _repr_args(self) -> list[str]:
+        return [repr(self.seconds)]
+
+
+class Close(Step):
+    """Close the connection gracefully (FIN). Nothing may follow it in a script."""
+
+    ends_connection = True
+
+
+class AcceptAndClose(Close):
+    """Accept the connection and close it at once: the whole script ``[AcceptAndClose()]``."""
+
+
+class Reset(Step):
+    """Abortive close (SO_LINGER 0): the client sees ECONNRESET. Nothing may follow it."""
+
+    ends_connection = True
+
+
+class HalfClose(Step):
+    """Shut the server's write side (the client reads EOF) and keep reading."""
+
+
+class Hang(Step):
+    """Keep the connection open and silent until the client closes, the server stops, or
+    *seconds* pass (None: no limit of its own). Bytes that arrive are recorded."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = None if seconds is None else _check_seconds(seconds, "hang time")
+
+    def _repr_args(self) -> list[str]:
+        return [] if self.seconds is None else [repr(self.seconds)]
+
+
+class Call(Step):
+    """Run ``func(conn)`` with the connection handle, for what the language cannot say.
+
+    The handle (``embeddedserver.Connection``) has ``recv``, ``send``, ``close``,
+    ``reset``, the raw ``sock`` and the ``record``. An exception fails the step.
+    """
+
+    def __init__(self, func: Callable[[Any], object]) -> None:
+        if not callable(func):
+            raise TypeError(f"Call needs a callable taking the connection, not {func!r}")
+        self.func = func
+
+    def _repr_args(self) -> list[str]:
+        return [getattr(self.func, "__qualname__", repr(self.func))]
+
+
+# ---------------------------------------------------------------------------
+# script compilation
+# ---------------------------------------------------------------------------
+
+_ACCEPTED = (
+    "RECEIVE or another step object, an int (read at least that many bytes), "
+    "bytes/bytearray/memoryview/str (send), or a callable (custom step)"
+)
+
+
+def _compile_one(index: int, command: Any) -> Step:
+    if isinstance(command, Step):
+        return command
+    if isinstance(command, bool):
+        raise TypeError(f"command {index} ({command!r}) is not supported; use {_ACCEPTED}")
+    if isinstance(command, int):
+        if command < 0:
+            raise ValueError(
+                f"command {index} ({command!r}): a byte count must be >= 0 "
+                "(an int N means: read at least N bytes)"
+            )
+        return Receive(command)
+    if isinstance(command, (bytes, bytearray, memoryview, str)):
+        return Send(command)
+    if isinstance(command, type) and issubclass(command, Step):
+        raise TypeError(
+            f"command {index} ({command.__name__}) is a step class; "
+            f"write {command.__name__}() to use it"
+        )
+    if callable(command):
+        return Call(command)
+    raise TypeError(f"command {index} ({command!r}) is not supported; use {_ACCEPTED}")
+
+
+def compile_script(commands: Any) -> tuple[Step, ...]:
+    """Turn a command list into a validated tuple of steps.
+
+    A lone str or bytes means ``[RECEIVE, it]``. Raises TypeError/ValueError naming the
+    index and the value of the first bad command.
+
+    >>> compile_script("hi")
+    (Receive(), Send(b'hi'))
+    """
+    if isinstance(commands, (str, bytes, bytearray, memoryview)):
+        commands = [RECEIVE, commands]
+    elif isinstance(commands, Step):
+        commands = [commands]
+    if not isinstance(commands, (list, tuple)):
+        raise TypeError(
+            f"commands must be a list of steps (or a single str/bytes), not {commands!r}"
+        )
+    steps = tuple(_compile_one(i, c) for i, c in enumerate(commands))
+    for i, step in enumerate(steps):
+        if step.ends_connection and i + 1 < len(steps):
+            raise ValueError(
+                f"command {i + 1} ({steps[i + 1]!r}) can never run: "
+                f"command {i} ({step!r}) ends the connection"
+            )
+    half = next((i for i, s in enumerate(steps) if isinstance(s, HalfClose)), None)
+    if half is not None:
+        for i in range(half + 1, len(steps)):
+            if isinstance(steps[i], (Send, HalfClose)):
+                raise ValueError(
+                    f"command {i} ({steps[i]!r}) would write after HalfClose() at "
+                    f"command {half}, which shut the write side"
+                )
+    return steps
+
+
+class PerConnection:
+    """A different script per connection: the first connection gets the first script,
+    and so on. After the list, *then* serves every further connection; with *then* None
+    an extra connection is a failure (recorded, connection closed).
+
+    >>> plan = PerConnection([Reset()], [RECEIVE, "ok"])
+    >>> plan.script_for(2)
+    (Receive(), Send(b'ok'))
+    """
+
+    def __init__(self, *scripts: Any, then: Any = None) -> None:
+        if not scripts:
+            raise ValueError("PerConnection needs at least one script")
+        compiled = []
+        for n, script in enumerate(scripts, 1):
+            try:
+                compiled.append(compile_script(script))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"script for connection {n}: {exc}") from None
+        self.scripts: tuple[tuple[Step, ...], ...] = tuple(compiled)
+        self.then = None if then is None else compile_script(then)
+
+    def script_for(self, number: int) -> tuple[Step, ...] | None:
+        """The script for connection *number* (1-based), or None if there is none."""
+        if number <= len(self.scripts):
+            return self.scripts[number - 1]
+        return self.then
+
+    def __repr__(self) -> str:
+        return f"PerConnection({len(self.scripts)} scripts, then={self.then!r})"
+
+
+# ---------------------------------------------------------------------------
+# the inbox: pure matching of read steps against a byte stream
+# ---------------------------------------------------------------------------
+
+
+class Inbox:
+    """Bytes received on one connection and not yet consumed by a step.
+
+    ``begin(step)`` starts a read step; ``feed(data)`` adds bytes (``b""`` is EOF);
+    ``poll()`` returns the step's chunk once complete, None while it needs more, and raises
+    ``Mismatch`` when it cannot complete (wrong bytes, or EOF before the end).
+
+    >>> inbox = Inbox()
+    >>> inbox.begin(Expect(b"PING"))
+    >>> inbox.feed(b"PI"); inbox.poll() is None
+    True
+    >>> inbox.feed(b"NG!"); inbox.poll()
+    b'PING'
+    >>> bytes(inbox.buffer)
+    b'!'
+    """
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.eof = False
+        self.step: ReadStep | None = None
+        self._matcher: _Matcher | None = None
+
+    def begin(self, step: ReadStep) -> None:
+        self.step = step
+        self._matcher = step.matcher()
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            self.eof = True
+        else:
+            self.buffer += data
+
+    def poll(self) -> bytes | None:
+        assert self._matcher is not None and self.step is not None, "begin() a step first"
+        n = self._matcher.check(self.buffer, self.eof)
+        if n is None:
+            if self.eof:
+                raise Mismatch(
+                    "the client closed the connection before the step completed",
+                    self.step.describe(),
+                    bytes(self.buffer),
+                    len(self.buffer),
+                )
+            return None
+        return self.take(n)
+
+    def take(self, n: int) -> bytes:
+        """Remove and return the first *n* buffered bytes."""
+        if n >= len(self.buffer):
+            chunk = bytes(self.buffer)
+            self.buffer.clear()
+        else:
+            chunk = bytes(memoryview(self.buffer)[:n])
+            del self.buffer[:n]
+        return chunk
+
+
+# ---------------------------------------------------------------------------
+# records and failures
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    """One line of a transcript: *kind* is 'recv', 'send' or 'note'."""
+
+    at: float
+    kind: str
+    data: bytes = b""
+    text: str = ""
+
+
+@dataclass
+class ConnectionRecord:
+    """Everything that happened on one connection, in order.
+
+    ``ended`` says how it ended: 'client closed', 'server closed', 'server reset',
+    'client reset', 'timeout', 'failed', 'error', 'stopped' (None while open).
+    """
+
+    number: int
+    peer: Any
+    started: float = field(default_factory=time.monotonic)
+    events: list[Event] = field(default_factory=list)
+    ended: str | None = None
+    script_length: int = 0
+
+    def add(self, kind: str, data: bytes = b"", text: str = "") -> Event:
+        event = Event(time.monotonic() - self.started, kind, data, text)
+        self.events.append(event)
+        return event
+
+    @property
+    def received(self) -> bytes:
+        """All bytes read from the client on this connection."""
+        return b"".join(e.data for e in self.events if e.kind == "recv")
+
+    @property
+    def sent(self) -> bytes:
+        """All bytes sent to the client on this connection."""
+        return b"".join(e.data for e in self.events if e.kind == "send")
+
+    def render(self, tail: int | None = None, width: int = 76) -> str:
+        head = f"connection #{self.number} from {_peer(self.peer)}"
+        lines = [head + (f" [{self.ended}]" if self.ended else " [open]")]
+        events = self.events if tail is None else self.events[-tail:]
+        if tail is not None and len(self.events) > tail:
+            lines.append(f"  ... {len(self.events) - tail} earlier events")
+        for e in events:
+            if e.kind == "note":
+                lines.append(f"  {e.at:8.3f}s  {e.text}")
+            else:
+                arrow = "<-" if e.kind == "recv" else "->"
+                who = "client" if e.kind == "recv" else "server"
+                lines.append(
+                    f"  {e.at:8.3f}s  {arrow} {who} {len(e.data)} bytes  "
+                    f"{show_bytes(e.data, width)}" + (f"  {e.text}" if e.text else "")
+                )
+        return "\n".join(lines)
+
+
+def _peer(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        return f"{host}:{peer[1]}"
+    return repr(peer) if peer else "(unnamed peer)"
+
+
+def render_transcript(records: Iterable[ConnectionRecord]) -> str:
+    """Render connection records as readable text, one block per connection."""
+    blocks = [r.render() for r in records]
+    return "\n".join(blocks) if blocks else "(no connections)"
+
+
+@dataclass
+class Failure:
+    """A failed step or an exception on a server thread, with what is needed to act.
+
+    *kind*: 'mismatch', 'timeout', 'closed', 'reset', 'error', 'unexpected connection'.
+    """
+
+    kind: str
+    summary: str
+    connection: int | None = None
+    peer: Any = None
+    step_index: int | None = None
+    step: Step | None = None
+    script_length: int = 0
+    expected: str = ""
+    received: bytes | None = None
+    offset: int | None = None
+    traceback: str = ""
+    transcript: str = ""
+
+    def __str__(self) -> str:
+        return self.message()
+
+    def message(self) -> str:
+        """The full, multi-line explanation shown by ``check()``."""
+        where = []
+        if self.connection is not None:
+            where.append(f"connection #{self.connection} from {_peer(self.peer)}")
+        if self.step_index is not None:
+            where.append(f"step {self.step_index} of {self.script_length}: {self.step!r}")
+        lines = [(", ".join(where) + ": " if where else "") + self.summary]
+        if self.expected:
+            lines.append(f"  expected: {self.expected}")
+        if self.received is not None:
+            lines.append(f"  received: {show_bytes(self.received, 120)}")
+            if self.offset is not None:
+                lines.append(self._difference())
+            if self.received and _is_binary(self.received):
+                lines.append(f"  received (hex): {_hex(self.received)}")
+        if self.traceback:
+            lines.append("  server-side traceback:")
+            lines.extend("    " + ln for ln in self.traceback.rstrip().splitlines())
+        if self.transcript:
+            lines.append("  transcript (last events):")
+            lines.extend("  " + ln for ln in self.transcript.splitlines())
+        return "\n".join(lines)
+
+    def _difference(self) -> str:
+        assert self.received is not None and self.offset is not None
+        got = self.received[self.offset : self.offset + 1]
+        text = f"  first difference at byte offset {self.offset}"
+        want = self._expected_byte()
+        if got and want is not None:
+            return text + f": expected {want!r} (0x{want[0]:02x}), got {got!r} (0x{got[0]:02x})"
+        if not got:
+            return text + ": the data ended there"
+        return text
+
+    def _expected_byte(self) -> bytes | None:
+        step = self.step
+        assert self.offset is not None
+        if isinstance(step, Expect) and step.exact is not None:
+            return step.exact[self.offset : self.offset + 1] or None
+        if isinstance(step, ExpectFrame):
+            return step.payload[self.offset : self.offset + 1] or None
+        return None
+
+
+def describe_steps(steps: Sequence[Step]) -> str:
+    """A numbered listing of a script, for messages and the CLI."""
+    return "\n".join(f"  {i}: {s!r}" for i, s in enumerate(steps))

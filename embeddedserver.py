@@ -1,0 +1,1037 @@
+"""Scripted fake TCP servers that live inside a test process.
+
+    >>> from embeddedserver import CommandServer, RECEIVE, http_response
+    >>> import urllib.request
+    >>> with CommandServer([RECEIVE, http_response("hello world")], verbose=False) as srvr:
+    ...     urllib.request.urlopen(f"http://127.0.0.1:{srvr.port}/hello").read()
+    b'hello world'
+
+Model
+-----
+A server binds and listens in its constructor (so ``.port`` is known and a client can
+connect at once), then runs an accept loop on its own thread. Each accepted connection
+gets a ``Connection`` and the script's steps are run against it in order, one
+connection at a time (or one thread each with ``concurrent=True``).
+
+The script language and its matching live in ``embeddedscript`` (pure, no sockets);
+this module is the I/O shell around it. Every wait is a ``poll`` on the socket plus a
+wake-up pipe, with a deadline: ``stop()`` writes to the pipe, every waiting thread wakes
+at once, closes its sockets, and is joined. Nothing sleeps and nothing polls a flag.
+
+What a client does wrong is recorded as a ``Failure`` in ``server.errors`` (the
+connection is closed); ``check()`` raises ``AssertionError`` with all of them. An
+exception on a server thread is recorded the same way, never lost.
+
+Sections: connection I/O - listeners - servers - unittest helper - command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import select
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from embeddedscript import (
+    DEFAULT_TIMEOUT,
+    RECEIVE,
+    AcceptAndClose,
+    Call,
+    Close,
+    ConnectionRecord,
+    Delay,
+    Drip,
+    Expect,
+    ExpectClose,
+    ExpectFrame,
+    ExpectRegex,
+    Failure,
+    Garbage,
+    HalfClose,
+    Hang,
+    Inbox,
+    Mismatch,
+    PerConnection,
+    ReadFrame,
+    ReadLine,
+    ReadStep,
+    ReadUntil,
+    ReadUntilClose,
+    Receive,
+    Reset,
+    Send,
+    SendFrame,
+    Step,
+    compile_script,
+    http_response,
+    render_transcript,
+    show_bytes,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "RECEIVE",
+    "AcceptAndClose",
+    "AsyncioCommandServer",
+    "Call",
+    "Close",
+    "CommandServer",
+    "Connection",
+    "ConnectionRecord",
+    "Delay",
+    "Drip",
+    "Expect",
+    "ExpectClose",
+    "ExpectFrame",
+    "ExpectRegex",
+    "Failure",
+    "Garbage",
+    "HalfClose",
+    "Hang",
+    "OneShotServer",
+    "PerConnection",
+    "ReadFrame",
+    "ReadLine",
+    "ReadUntil",
+    "ReadUntilClose",
+    "Receive",
+    "Reset",
+    "Send",
+    "SendFrame",
+    "ServerStopped",
+    "StepFailed",
+    "Step",
+    "compile_script",
+    "http_response",
+    "server_for_test",
+]
+
+log = logging.getLogger("embeddedserver")
+log.addHandler(logging.NullHandler())
+
+#: How long ``stop()`` waits for each server thread before reporting it stuck.
+JOIN_TIMEOUT = 5.0
+_RECV_SIZE = 256 * 1024
+
+# ---------------------------------------------------------------------------
+# connection I/O
+# ---------------------------------------------------------------------------
+
+
+class ServerStopped(Exception):
+    """Raised inside a server thread when ``stop()`` interrupts a wait."""
+
+
+class StepFailed(Exception):
+    """A step could not complete; carries the ``Failure`` to record."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.summary)
+        self.failure = failure
+
+
+class _Waker:
+    """A pipe that becomes (and stays) readable once ``wake()`` is called."""
+
+    def __init__(self) -> None:
+        self.rfd, self.wfd = os.pipe()
+        os.set_blocking(self.wfd, False)
+        self.closed = False
+
+    def wake(self) -> None:
+        try:
+            os.write(self.wfd, b"!")
+        except (BlockingIOError, OSError):
+            pass  # already readable, or closing: either way the waiters wake
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.rfd)
+            os.close(self.wfd)
+
+
+_IN = select.POLLIN | select.POLLPRI
+_OUT = select.POLLOUT
+_ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+class Connection:
+    """One client connection: wake-aware, recorded I/O, and the step runner.
+
+    A ``Call`` step receives this handle. Use ``recv``/``recv_exactly``/``send``/
+    ``close``/``reset``/``half_close``/``pause``; the raw socket is ``sock``, what
+    happened so far is ``record``. Reads return bytes a previous step already buffered
+    before reading the socket. All waits end early with ``ServerStopped`` on ``stop()``.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: Any,
+        record: ConnectionRecord,
+        waker: _Waker,
+        timeout: float,
+        emit: Callable[[ConnectionRecord, str], None] = lambda record, text: None,
+    ) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.record = record
+        self.number = record.number
+        self.timeout = timeout
+        self.inbox = Inbox()
+        self.open = True
+        self._waker = waker
+        self._emit = emit
+        self._poll = select.poll()
+        self._mask = 0
+        self._poll.register(waker.rfd, _IN)
+        self._wake_poll = select.poll()
+        self._wake_poll.register(waker.rfd, _IN)
+        self._rbuf = bytearray(_RECV_SIZE)
+        sock.setblocking(False)
+
+    # -- waiting ---------------------------------------------------------
+
+    def _wait(self, mask: int, deadline: float | None) -> bool:
+        """Wait until the socket is ready for *mask*; False at the deadline."""
+        if mask & _IN and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        if mask != self._mask:
+            if self._mask:
+                self._poll.modify(self.sock, mask)
+            else:
+                self._poll.register(self.sock, mask)
+            self._mask = mask
+        while True:
+            if deadline is None:
+                ms = None
+            else:
+                ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+            ready = self._poll.poll(ms)
+            if not ready:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                continue
+            for fd, _ in ready:
+                if fd == self._waker.rfd:
+                    raise ServerStopped()
+            return True
+
+    def pause(self, seconds: float) -> None:
+        """Wait *seconds* (ends early, with ServerStopped, if the server stops)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+            if self._wake_poll.poll(ms):
+                raise ServerStopped()
+            if time.monotonic() >= deadline:
+                return
+
+    @property
+    def stopping(self) -> bool:
+        """True once the server has been asked to stop."""
+        return bool(self._wake_poll.poll(0))
+
+    # -- raw reads and writes ----------------------------------------------
+
+    def _fill(self, deadline: float | None) -> bool:
+        """Read once from the socket into the inbox; False at the deadline."""
+        while True:
+            try:
+                n = self.sock.recv_into(self._rbuf)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                if not self._wait(_IN, deadline):
+                    return False
+                continue
+            except ssl.SSLWantWriteError:
+                if not self._wait(_OUT, deadline):
+                    return False
+                continue
+            except ssl.SSLZeroReturnError:
+                n = 0
+            self.inbox.feed(memoryview(self._rbuf)[:n])
+            return True
+
+    def recv(self, n: int = 65536, timeout: float | None = None) -> bytes:
+        """Return up to *n* bytes: buffered ones first, else one read. b"" means EOF.
+
+        Raises TimeoutError after *timeout* (default: the server's) with nothing read.
+        """
+        if not self.inbox.buffer and not self.inbox.eof:
+            deadline = time.monotonic() + (timeout or self.timeout)
+            if not self._fill(deadline):
+                raise TimeoutError(f"no data from the client within {timeout or self.timeout} s")
+        data = self.inbox.take(n)
+        if data:
+            self.record.add("recv", data, "(custom step)")
+        return data
+
+    def recv_exactly(self, n: int, timeout: float | None = None) -> bytes:
+        """Return exactly *n* bytes; EOFError if the client closes first."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while len(self.inbox.buffer) < n:
+            if self.inbox.eof:
+                raise EOFError(f"the client closed after {len(self.inbox.buffer)} of {n} bytes")
+            if not self._fill(deadline):
+                raise TimeoutError(f"{n} bytes not received within {timeout or self.timeout} s")
+        data = self.inbox.take(n)
+        self.record.add("recv", data, "(custom step)")
+        return data
+
+    def send(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Send all of *data*; TimeoutError if the client reads nothing for a timeout."""
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        sent = self._send_all(payload)
+        self.record.add("send", payload if sent == len(payload) else payload[:sent])
+        self._emit(self.record, f"sent {len(payload)} bytes: {show_bytes(payload)}")
+
+    def _send_all(self, payload: bytes) -> int:
+        view = memoryview(payload)
+        total = 0
+        deadline = time.monotonic() + self.timeout
+        while total < len(payload):
+            try:
+                n = self.sock.send(view[total:])
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                if not self._wait(_OUT, deadline):
+                    raise TimeoutError(
+                        f"the client read nothing for {self.timeout} s "
+                        f"({total} of {len(payload)} bytes sent)"
+                    ) from None
+                continue
+            except ssl.SSLWantReadError:
+                if not self._wait(_IN, deadline):
+                    raise TimeoutError("TLS renegotiation stalled") from None
+                continue
+            except OSError as exc:
+                exc.sent_before_error = total  # type: ignore[attr-defined]
+                raise
+            total += n
+            deadline = time.monotonic() + self.timeout  # progress: the timeout restarts
+        return total
+
+    # -- closing -----------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Record bytes the client sent that no step consumed (without waiting)."""
+        if self.inbox.buffer:
+            self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(left unread)")
+        for _ in range(64):
+            try:
+                n = self.sock.recv_into(self._rbuf)
+            except (BlockingIOError, ssl.SSLError, OSError):
+                return
+            if not n:
+                return
+            self.record.add("recv", bytes(self._rbuf[:n]), "(after the script)")
+
+    def close(self, how: str = "server closed") -> None:
+        """Close gracefully (FIN), first reading what the client already sent."""
+        if not self.open:
+            return
+        self._drain()
+        self._finish(how)
+
+    def reset(self) -> None:
+        """Abortive close: SO_LINGER 0, so the client gets ECONNRESET."""
+        if not self.open:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self._finish("server reset", tls_goodbye=False)
+
+    def half_close(self) -> None:
+        """Shut the write side: the client reads EOF, the server can still read."""
+        self.sock.shutdown(socket.SHUT_WR)
+        self.record.add("note", text="server shut its write side (half-close)")
+
+    def _finish(self, how: str, tls_goodbye: bool = True) -> None:
+        if not self.open:
+            return
+        self.open = False
+        if self.record.ended is None:
+            self.record.ended = how
+        self.record.add("note", text=how)
+        self._emit(self.record, how)
+        if tls_goodbye and isinstance(self.sock, ssl.SSLSocket):
+            try:
+                self.sock.unwrap()  # sends close_notify; the peer's reply is not awaited
+            except (ssl.SSLError, OSError, ValueError):
+                pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- running steps -----------------------------------------------------
+
+    def run_script(self, steps: Sequence[Step]) -> None:
+        """Run every step; close gracefully at the end. Raises StepFailed/ServerStopped."""
+        for index, step in enumerate(steps):
+            if not self.open:
+                return
+            self.run_step(index, step, len(steps))
+        self.close()
+
+    def run_step(self, index: int, step: Step, script_length: int = 0) -> bytes | None:
+        """Run one step. A read step returns its chunk. Raises StepFailed on failure."""
+        try:
+            return self._dispatch(step)
+        except Mismatch as exc:
+            kind = "closed" if self.inbox.eof and exc.offset == len(exc.received) else "mismatch"
+            raise StepFailed(
+                self._failure(
+                    kind, exc.reason, index, step, script_length,
+                    expected=exc.expected, received=exc.received, offset=exc.offset,
+                )
+            ) from None
+        except TimeoutError as exc:
+            got = bytes(self.inbox.buffer)
+            what = step.describe() if isinstance(step, ReadStep) else repr(step)
+            raise StepFailed(
+                self._failure(
+                    "timeout", str(exc), index, step, script_length,
+                    expected=what, received=got if isinstance(step, ReadStep) else None,
+                )
+            ) from None
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as exc:
+            kind = "reset" if isinstance(exc, ConnectionResetError) else "closed"
+            self.record.ended = "client reset" if kind == "reset" else "client closed"
+            summary = (
+                "the client reset the connection (ECONNRESET)"
+                if kind == "reset"
+                else "the client had closed the connection (EPIPE)"
+            )
+            raise StepFailed(
+                self._failure(
+                    kind, summary, index, step, script_length,
+                    received=bytes(self.inbox.buffer) if isinstance(step, ReadStep) else None,
+                )
+            ) from None
+        except (ServerStopped, StepFailed):
+            raise
+        except Exception as exc:
+            raise StepFailed(
+                self._failure(
+                    "error", f"{type(exc).__name__}: {exc}", index, step, script_length,
+                    tb=traceback.format_exc(),
+                )
+            ) from None
+
+    def _dispatch(self, step: Step) -> bytes | None:
+        if isinstance(step, ReadStep):
+            return self._read_step(step)
+        if isinstance(step, Drip):
+            for start in range(0, len(step.data), step.chunk):
+                if start:
+                    self.pause(step.interval)
+                self.send(step.data[start : start + step.chunk])
+        elif isinstance(step, Send):
+            self.send(step.data)
+        elif isinstance(step, Delay):
+            self.pause(step.seconds)
+        elif isinstance(step, Reset):
+            self.reset()
+        elif isinstance(step, Close):
+            self.close()
+        elif isinstance(step, HalfClose):
+            self.half_close()
+        elif isinstance(step, Hang):
+            self._hang(step.seconds)
+        elif isinstance(step, Call):
+            step.func(self)
+        else:
+            raise TypeError(f"this server cannot run {step!r}")
+        return None
+
+    def _read_step(self, step: ReadStep) -> bytes:
+        timeout = step.timeout or self.timeout
+        deadline = time.monotonic() + timeout
+        inbox = self.inbox
+        inbox.begin(step)
+        while True:
+            chunk = inbox.poll()
+            if chunk is not None:
+                break
+            if not self._fill(deadline):
+                raise TimeoutError(
+                    f"timed out after {timeout:g} s waiting for {step.describe()}"
+                    + (f" ({len(inbox.buffer)} bytes arrived)" if inbox.buffer else
+                       " (the client sent nothing)")
+                )
+        self.record.add("recv", chunk)
+        self._emit(self.record, f"read {len(chunk)} bytes: {show_bytes(chunk)}")
+        if inbox.eof and isinstance(step, (ExpectClose, ReadUntilClose)):
+            self._finish("client closed")
+        return chunk
+
+    def _hang(self, seconds: float | None) -> None:
+        self.record.add("note", text="hanging" + (f" for {seconds:g} s" if seconds else ""))
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not self.inbox.eof:
+            if not self._fill(deadline):
+                return
+            if self.inbox.buffer:
+                self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(while hanging)")
+        self._finish("client closed")
+
+    def _failure(
+        self,
+        kind: str,
+        summary: str,
+        index: int,
+        step: Step,
+        script_length: int,
+        *,
+        expected: str = "",
+        received: bytes | None = None,
+        offset: int | None = None,
+        tb: str = "",
+    ) -> Failure:
+        if received:
+            self.record.add("recv", received, "(partial, step failed)")
+        return Failure(
+            kind=kind,
+            summary=summary,
+            connection=self.number,
+            peer=self.peer,
+            step_index=index,
+            step=step,
+            script_length=script_length,
+            expected=expected,
+            received=received,
+            offset=offset,
+            traceback=tb,
+            transcript=self.record.render(tail=8),
+        )
+
+    def start_tls(self, context: ssl.SSLContext, timeout: float | None = None) -> None:
+        """Run the server side of a TLS handshake on this connection."""
+        self.sock = context.wrap_socket(
+            self.sock, server_side=True, do_handshake_on_connect=False
+        )
+        self._mask = 0
+        self._poll = select.poll()
+        self._poll.register(self._waker.rfd, _IN)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            try:
+                self.sock.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                ready = self._wait(_IN, deadline)
+            except ssl.SSLWantWriteError:
+                ready = self._wait(_OUT, deadline)
+            if not ready:
+                raise TimeoutError("TLS handshake not completed in time")
+        self.record.add("note", text=f"TLS established ({self.sock.version()})")
+
+
+# ---------------------------------------------------------------------------
+# listeners
+# ---------------------------------------------------------------------------
+
+
+def _bind(family: int, address: tuple[Any, ...], backlog: int, reuse: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """Bind and listen. ``"localhost"`` means 127.0.0.1 and ::1 on one port."""
+    reuse = port != 0
+    try:
+        if host != "localhost":
+            infos = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            return [_bind(family, address, backlog, reuse)]
+        for _ in range(20):  # port 0: retry if ::1 has our v4 port taken
+            v4 = _bind(socket.AF_INET, ("127.0.0.1", port), backlog, reuse)
+            if not socket.has_ipv6:
+                return [v4]
+            try:
+                v6 = _bind(socket.AF_INET6, ("::1", v4.getsockname()[1]), backlog, reuse)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE and port == 0:
+                    v4.close()
+                    continue
+                if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    return [v4]  # no IPv6 loopback on this machine
+                v4.close()
+                raise
+            return [v4, v6]
+        raise OSError(errno.EADDRINUSE, "no port free on both 127.0.0.1 and ::1")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = " (use port=0 for a free port)" if exc.errno == errno.EADDRINUSE else ""
+        raise OSError(exc.errno, f"cannot listen on {host!r} port {port}: {reason}{hint}") from exc
+
+
+# ---------------------------------------------------------------------------
+# servers
+# ---------------------------------------------------------------------------
+
+
+class CommandServer:
+    """A fake TCP server that runs a script against each client connection.
+
+    ``CommandServer(commands)`` binds and listens before it returns, then serves on its
+    own thread, one connection at a time, each with the complete script.
+
+    Arguments:
+        commands: a list of steps (see ``embeddedscript``), a lone str/bytes (meaning
+            ``[RECEIVE, it]``), or a ``PerConnection`` plan.
+        host: where to listen; loopback by default. ``"localhost"`` listens on
+            127.0.0.1 and ::1 on the same port.
+        port: 0 (the default) picks a free port; see ``.port``.
+        verbose: print what happens to stdout (always logged to ``embeddedserver``).
+        timeout: seconds any read step waits, and any send waits for progress.
+        concurrent: serve each connection on its own thread, all at once.
+        max_connections: stop listening after this many connections.
+        ssl_context: a server-side ``ssl.SSLContext``; connections then speak TLS.
+
+    Raises TypeError/ValueError for a bad script or argument, OSError if it cannot
+    listen (e.g. the port is busy).
+
+    Callers use ``port``, ``received``, ``errors``, ``connections``, ``transcript()``,
+    ``check()``, ``wait_for_connections()``, ``wait_idle()``, ``stop()``. Subclasses may
+    override ``_on_chunk`` and ``_on_connection_end``.
+    """
+
+    def __init__(
+        self,
+        commands: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        verbose: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        concurrent: bool = False,
+        max_connections: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int = 128,
+    ) -> None:
+        self.plan = commands if isinstance(commands, PerConnection) else None
+        self.script = None if self.plan else compile_script(commands)
+        _check_args(host, port, verbose, timeout, max_connections, ssl_context, backlog)
+        self.STOPPED = False
+        self.verbose = verbose
+        self.timeout = float(timeout)
+        self.concurrent = concurrent
+        self.max_connections = max_connections
+        self.ssl_context = ssl_context
+        self.received: list[bytes] = []
+        self.errors: list[Failure] = []
+        self.connections: list[ConnectionRecord] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._accepted = 0
+        self._finished = 0
+        self._workers: list[threading.Thread] = []
+        self._stop_lock = threading.Lock()
+        self._listeners = _listen(host, port, backlog)
+        self.host = host
+        self.port: int = self._listeners[0].getsockname()[1]
+        self.addresses = [s.getsockname()[:2] for s in self._listeners]
+        self._waker = _Waker()
+        self._thread = threading.Thread(
+            target=self._accept_loop, name=f"embeddedserver:{self.port}", daemon=True
+        )
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.STOPPED else "serving"
+        return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
+
+    # -- context manager -----------------------------------------------------
+
+    def __enter__(self) -> CommandServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        __tracebackhide__ = True
+        self.stop()
+        if exc_type is None:
+            self.check()
+
+    # -- results -------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise AssertionError describing every failure recorded so far, if any."""
+        __tracebackhide__ = True
+        with self._lock:
+            errors = list(self.errors)
+        if errors:
+            raise AssertionError(self.failure_report(errors))
+
+    def failure_report(self, errors: Sequence[Failure] | None = None) -> str:
+        """The text ``check()`` raises with."""
+        if errors is None:
+            with self._lock:
+                errors = list(self.errors)
+        head = (
+            f"{type(self).__name__} on {self.host}:{self.port}: "
+            f"{len(errors)} failure{'s' if len(errors) != 1 else ''}"
+        )
+        body = [f"{n}) {f.message()}" for n, f in enumerate(errors, 1)]
+        return "\n\n".join([head, *body])
+
+    def transcript(self) -> str:
+        """Every connection so far, as readable text (see ``ConnectionRecord.render``)."""
+        with self._lock:
+            records = list(self.connections)
+        return render_transcript(records)
+
+    # -- waiting -------------------------------------------------------------
+
+    def wait_for_connections(
+        self, n: int = 1, timeout: float = DEFAULT_TIMEOUT, *, finished: bool = True
+    ) -> None:
+        """Wait until *n* connections have been served to the end (or, with
+        ``finished=False``, accepted). Raises TimeoutError saying how many there were."""
+        __tracebackhide__ = True
+        with self._changed:
+            done = self._changed.wait_for(
+                lambda: (self._finished if finished else self._accepted) >= n, timeout
+            )
+            count = self._finished if finished else self._accepted
+        if not done:
+            what = "finished" if finished else "accepted"
+            raise TimeoutError(
+                f"{count} of {n} connections {what} within {timeout} s on {self!r}"
+            )
+
+    def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until every connection accepted so far has been served to the end."""
+        __tracebackhide__ = True
+        with self._changed:
+            done = self._changed.wait_for(lambda: self._finished >= self._accepted, timeout)
+        if not done:
+            raise TimeoutError(f"{self!r} still serving a connection after {timeout} s")
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop serving: wake every thread, close every socket, join every thread.
+
+        Idempotent and prompt (a wake-up, not a timeout). Silent: failures stay in
+        ``errors`` for ``check()``.
+        """
+        with self._stop_lock:
+            if self._waker.closed:
+                return
+            self.STOPPED = True
+            self._waker.wake()
+            current = threading.current_thread()
+            with self._lock:
+                threads = [self._thread, *self._workers]
+            stuck = []
+            for thread in threads:
+                if thread is not current:
+                    thread.join(JOIN_TIMEOUT)
+                    if thread.is_alive():
+                        stuck.append(thread.name)
+            if stuck:
+                self._record(Failure("error", f"server threads did not stop within "
+                                     f"{JOIN_TIMEOUT} s: {', '.join(stuck)} (a Call step "
+                                     "that ignores conn.stopping?)"))
+                return  # the pipe stays open for the stragglers to notice
+            if self._thread is not current:
+                self._waker.close()
+
+    # -- server thread -------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        poller = select.poll()
+        by_fd = {s.fileno(): s for s in self._listeners}
+        for fd in by_fd:
+            poller.register(fd, _IN)
+        poller.register(self._waker.rfd, _IN)
+        try:
+            while by_fd:
+                ready = poller.poll()
+                if any(fd == self._waker.rfd for fd, _ in ready):
+                    return
+                for fd, _ in ready:
+                    try:
+                        sock, peer = by_fd[fd].accept()
+                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                        continue
+                    with self._changed:
+                        self._accepted += 1
+                        number = self._accepted
+                        self._changed.notify_all()
+                    if self.max_connections is not None and number >= self.max_connections:
+                        for lst in by_fd.values():
+                            poller.unregister(lst)
+                            lst.close()
+                        by_fd = {}
+                    self._start_connection(sock, peer, number)
+                    if not by_fd:
+                        break
+            self._join_workers()
+        except Exception:
+            self._record(Failure("error", "the accept loop crashed",
+                                 traceback=traceback.format_exc()))
+        finally:
+            for lst in self._listeners:
+                lst.close()
+            if self.max_connections is not None:
+                self.STOPPED = True
+
+    def _join_workers(self) -> None:
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join()  # bounded: every worker wait has a deadline or a wake-up
+
+    def _start_connection(self, sock: socket.socket, peer: Any, number: int) -> None:
+        if not self.concurrent:
+            self._serve(sock, peer, number)
+            return
+        worker = threading.Thread(
+            target=self._serve, args=(sock, peer, number),
+            name=f"embeddedserver:{self.port}#{number}", daemon=True,
+        )
+        with self._lock:
+            self._workers = [w for w in self._workers if w.is_alive()]
+            self._workers.append(worker)
+        worker.start()
+
+    def _script_for(self, number: int) -> Sequence[Step] | None:
+        if self.plan is not None:
+            return self.plan.script_for(number)
+        return self.script
+
+    def _serve(self, sock: socket.socket, peer: Any, number: int) -> None:
+        script = self._script_for(number)
+        record = ConnectionRecord(number, peer, script_length=len(script or ()))
+        with self._lock:
+            self.connections.append(record)
+        record.add("note", text="connected")
+        self._emit(record, "connected")
+        conn = Connection(sock, peer, record, self._waker, self.timeout, self._emit)
+        conn.run_step = self._recording(conn.run_step)  # type: ignore[method-assign]
+        try:
+            if script is None:
+                raise StepFailed(Failure(
+                    "unexpected connection",
+                    f"connection #{number} was not expected: the PerConnection plan has "
+                    f"{len(self.plan.scripts) if self.plan else 0} scripts and no then=",
+                    connection=number, peer=peer,
+                ))
+            if self.ssl_context is not None:
+                conn.start_tls(self.ssl_context)
+            conn.run_script(script)
+        except ServerStopped:
+            record.ended = record.ended or "stopped"
+        except StepFailed as exc:
+            record.ended = record.ended or "failed"
+            self._record(exc.failure)
+        except Exception as exc:
+            record.ended = record.ended or "error"
+            self._record(Failure(
+                "error", f"{type(exc).__name__}: {exc}", connection=number, peer=peer,
+                traceback=traceback.format_exc(), transcript=record.render(tail=8),
+            ))
+        finally:
+            conn._finish(record.ended or "server closed", tls_goodbye=False)
+            try:
+                self._on_connection_end()
+            finally:
+                with self._changed:
+                    self._finished += 1
+                    self._changed.notify_all()
+
+    def _recording(
+        self, run_step: Callable[[int, Step, int], bytes | None]
+    ) -> Callable[[int, Step, int], bytes | None]:
+        def run(index: int, step: Step, script_length: int = 0) -> bytes | None:
+            chunk = run_step(index, step, script_length)
+            if chunk is not None:
+                with self._lock:
+                    self.received.append(chunk)
+                self._on_chunk(chunk)
+            return chunk
+
+        return run
+
+    def _record(self, failure: Failure) -> None:
+        with self._lock:
+            self.errors.append(failure)
+        log.warning("%s: %s", self, failure.summary)
+        if self.verbose:
+            print(f"[embeddedserver :{self.port}] FAILED {failure.message()}", flush=True)
+
+    def _emit(self, record: ConnectionRecord, text: str) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info("[:%s] #%s %s", self.port, record.number, text)
+        if self.verbose:
+            print(f"[embeddedserver :{self.port}] #{record.number} {text}", flush=True)
+
+    # -- hooks for subclasses --------------------------------------------------
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        """Called on the server thread with each chunk a read step consumed."""
+
+    def _on_connection_end(self) -> None:
+        """Called on the server thread when a connection has ended."""
+
+
+def _check_args(
+    host: Any, port: Any, verbose: Any, timeout: Any, max_connections: Any,
+    ssl_context: Any, backlog: Any,
+) -> None:
+    if not isinstance(host, str) or not host:
+        raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an int from 0 (any free port) to 65535, not {port!r}")
+    if not isinstance(verbose, bool):
+        raise TypeError(f"verbose must be True or False, not {verbose!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+    if max_connections is not None and (
+        isinstance(max_connections, bool) or not isinstance(max_connections, int)
+        or max_connections < 1
+    ):
+        raise ValueError(f"max_connections must be an int >= 1 or None, not {max_connections!r}")
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+    if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
+        raise ValueError(f"backlog must be an int >= 1, not {backlog!r}")
+
+
+class OneShotServer(CommandServer):
+    """A ``CommandServer`` that serves exactly one connection, then stops listening
+    (a second connect is refused) and sets ``STOPPED``.
+
+    >>> srvr = OneShotServer("pong", verbose=False)
+    >>> srvr.stop()
+    """
+
+    def __init__(self, commands: Any, host: str = "127.0.0.1", port: int = 0,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("max_connections", 1)
+        if kwargs["max_connections"] != 1:
+            raise ValueError("OneShotServer serves one connection; use CommandServer "
+                             f"for max_connections={kwargs['max_connections']!r}")
+        super().__init__(commands, host, port, **kwargs)
+
+
+class AsyncioCommandServer(CommandServer):
+    """A ``CommandServer`` that also feeds every chunk it reads into an
+    ``asyncio.StreamReader`` (on the loop, thread-safely) and feeds EOF when a
+    connection ends, so ``await server.reader.read()`` returns what the client sent.
+
+    With *loop* left out it uses the running loop; with *reader* left out it makes one
+    (``.reader``). Outside a running loop, pass ``loop=`` or get a RuntimeError.
+    """
+
+    def __init__(
+        self,
+        commands: Any,
+        loop: asyncio.AbstractEventLoop | None = None,
+        reader: asyncio.StreamReader | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = getattr(reader, "_loop", None)
+                if loop is None:
+                    raise RuntimeError(
+                        "AsyncioCommandServer needs an event loop: create it inside a "
+                        "coroutine (e.g. an async test) or pass loop=..."
+                    ) from None
+        if not isinstance(loop, asyncio.AbstractEventLoop):
+            raise TypeError(f"loop must be an asyncio event loop, not {loop!r}")
+        if reader is None:
+            reader = asyncio.StreamReader(loop=loop)
+        elif not isinstance(reader, asyncio.StreamReader):
+            raise TypeError(f"reader must be an asyncio.StreamReader, not {reader!r}")
+        self.loop = loop
+        self.reader = reader
+        super().__init__(commands, **kwargs)
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        self._to_loop(self._feed, chunk)
+
+    def _on_connection_end(self) -> None:
+        self._to_loop(self._feed, b"")
+
+    def _feed(self, chunk: bytes) -> None:
+        if getattr(self.reader, "_eof", False):
+            log.warning("%s: the reader is already at EOF; %d bytes not fed", self, len(chunk))
+        elif chunk:
+            self.reader.feed_data(chunk)
+        else:
+            self.reader.feed_eof()
+
+    def _to_loop(self, func: Callable[..., object], *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(func, *args)
+        except RuntimeError:  # the loop is closed: nobody is reading any more
+            log.debug("%s: event loop closed, chunk not fed", self)
+
+
+# ---------------------------------------------------------------------------
+# unittest helper
+# ---------------------------------------------------------------------------
+
+
+def server_for_test(
+    testcase: Any, commands: Any, server_class: type[CommandServer] = CommandServer,
+    **kwargs: Any,
+) -> CommandServer:
+    """Start a server for a ``unittest.TestCase`` (typically in ``setUp``) and register
+    cleanups that stop it and then call ``check()``, so failures fail the test.
+
+        def setUp(self):
+            self.server = server_for_test(self, [RECEIVE, "pong"], verbose=False)
+    """
+    add_cleanup = getattr(testcase, "addCleanup", None)
+    if not callable(add_cleanup):
+        raise TypeError(f"testcase must be a unittest.TestCase (with addCleanup), not {testcase!r}")
+    server = server_class(commands, **kwargs)
+    add_cleanup(server.check)  # cleanups run last-in first-out: stop, then check
+    add_cleanup(server.stop)
+    return server
+
+
+if __name__ == "__main__":
+    from embeddedcli import main
+
+    sys.exit(main())
