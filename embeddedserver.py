@@ -30,42 +30,36 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import select
 import socket
 import ssl
-import struct
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from embeddedconn import Connection, ServerStopped, StepFailed, Waker
+from embeddedrecord import ConnectionRecord, Failure, render_transcript
 from embeddedscript import (
     DEFAULT_TIMEOUT,
     RECEIVE,
     AcceptAndClose,
     Call,
     Close,
-    ConnectionRecord,
     Delay,
     Drip,
     Expect,
     ExpectClose,
     ExpectFrame,
     ExpectRegex,
-    Failure,
     Garbage,
     HalfClose,
     Hang,
-    Inbox,
-    Mismatch,
     PerConnection,
     ReadFrame,
     ReadLine,
-    ReadStep,
     ReadUntil,
     ReadUntilClose,
     Receive,
@@ -75,8 +69,6 @@ from embeddedscript import (
     Step,
     compile_script,
     http_response,
-    render_transcript,
-    show_bytes,
 )
 
 __all__ = [
@@ -110,8 +102,8 @@ __all__ = [
     "Send",
     "SendFrame",
     "ServerStopped",
-    "StepFailed",
     "Step",
+    "StepFailed",
     "compile_script",
     "http_response",
     "server_for_test",
@@ -122,424 +114,6 @@ log.addHandler(logging.NullHandler())
 
 #: How long ``stop()`` waits for each server thread before reporting it stuck.
 JOIN_TIMEOUT = 5.0
-_RECV_SIZE = 256 * 1024
-
-# ---------------------------------------------------------------------------
-# connection I/O
-# ---------------------------------------------------------------------------
-
-
-class ServerStopped(Exception):
-    """Raised inside a server thread when ``stop()`` interrupts a wait."""
-
-
-class StepFailed(Exception):
-    """A step could not complete; carries the ``Failure`` to record."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.summary)
-        self.failure = failure
-
-
-class _Waker:
-    """A pipe that becomes (and stays) readable once ``wake()`` is called."""
-
-    def __init__(self) -> None:
-        self.rfd, self.wfd = os.pipe()
-        os.set_blocking(self.wfd, False)
-        self.closed = False
-
-    def wake(self) -> None:
-        try:
-            os.write(self.wfd, b"!")
-        except (BlockingIOError, OSError):
-            pass  # already readable, or closing: either way the waiters wake
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            os.close(self.rfd)
-            os.close(self.wfd)
-
-
-_IN = select.POLLIN | select.POLLPRI
-_OUT = select.POLLOUT
-_ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
-
-
-class Connection:
-    """One client connection: wake-aware, recorded I/O, and the step runner.
-
-    A ``Call`` step receives this handle. Use ``recv``/``recv_exactly``/``send``/
-    ``close``/``reset``/``half_close``/``pause``; the raw socket is ``sock``, what
-    happened so far is ``record``. Reads return bytes a previous step already buffered
-    before reading the socket. All waits end early with ``ServerStopped`` on ``stop()``.
-    """
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        peer: Any,
-        record: ConnectionRecord,
-        waker: _Waker,
-        timeout: float,
-        emit: Callable[[ConnectionRecord, str], None] = lambda record, text: None,
-    ) -> None:
-        self.sock = sock
-        self.peer = peer
-        self.record = record
-        self.number = record.number
-        self.timeout = timeout
-        self.inbox = Inbox()
-        self.open = True
-        self._waker = waker
-        self._emit = emit
-        self._poll = select.poll()
-        self._mask = 0
-        self._poll.register(waker.rfd, _IN)
-        self._wake_poll = select.poll()
-        self._wake_poll.register(waker.rfd, _IN)
-        self._rbuf = bytearray(_RECV_SIZE)
-        sock.setblocking(False)
-
-    # -- waiting ---------------------------------------------------------
-
-    def _wait(self, mask: int, deadline: float | None) -> bool:
-        """Wait until the socket is ready for *mask*; False at the deadline."""
-        if mask & _IN and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
-            return True
-        if mask != self._mask:
-            if self._mask:
-                self._poll.modify(self.sock, mask)
-            else:
-                self._poll.register(self.sock, mask)
-            self._mask = mask
-        while True:
-            if deadline is None:
-                ms = None
-            else:
-                ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-            ready = self._poll.poll(ms)
-            if not ready:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return False
-                continue
-            for fd, _ in ready:
-                if fd == self._waker.rfd:
-                    raise ServerStopped()
-            return True
-
-    def pause(self, seconds: float) -> None:
-        """Wait *seconds* (ends early, with ServerStopped, if the server stops)."""
-        deadline = time.monotonic() + seconds
-        while True:
-            ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-            if self._wake_poll.poll(ms):
-                raise ServerStopped()
-            if time.monotonic() >= deadline:
-                return
-
-    @property
-    def stopping(self) -> bool:
-        """True once the server has been asked to stop."""
-        return bool(self._wake_poll.poll(0))
-
-    # -- raw reads and writes ----------------------------------------------
-
-    def _fill(self, deadline: float | None) -> bool:
-        """Read once from the socket into the inbox; False at the deadline."""
-        while True:
-            try:
-                n = self.sock.recv_into(self._rbuf)
-            except (BlockingIOError, ssl.SSLWantReadError):
-                if not self._wait(_IN, deadline):
-                    return False
-                continue
-            except ssl.SSLWantWriteError:
-                if not self._wait(_OUT, deadline):
-                    return False
-                continue
-            except ssl.SSLZeroReturnError:
-                n = 0
-            self.inbox.feed(memoryview(self._rbuf)[:n])
-            return True
-
-    def recv(self, n: int = 65536, timeout: float | None = None) -> bytes:
-        """Return up to *n* bytes: buffered ones first, else one read. b"" means EOF.
-
-        Raises TimeoutError after *timeout* (default: the server's) with nothing read.
-        """
-        if not self.inbox.buffer and not self.inbox.eof:
-            deadline = time.monotonic() + (timeout or self.timeout)
-            if not self._fill(deadline):
-                raise TimeoutError(f"no data from the client within {timeout or self.timeout} s")
-        data = self.inbox.take(n)
-        if data:
-            self.record.add("recv", data, "(custom step)")
-        return data
-
-    def recv_exactly(self, n: int, timeout: float | None = None) -> bytes:
-        """Return exactly *n* bytes; EOFError if the client closes first."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while len(self.inbox.buffer) < n:
-            if self.inbox.eof:
-                raise EOFError(f"the client closed after {len(self.inbox.buffer)} of {n} bytes")
-            if not self._fill(deadline):
-                raise TimeoutError(f"{n} bytes not received within {timeout or self.timeout} s")
-        data = self.inbox.take(n)
-        self.record.add("recv", data, "(custom step)")
-        return data
-
-    def send(self, data: bytes | bytearray | memoryview | str) -> None:
-        """Send all of *data*; TimeoutError if the client reads nothing for a timeout."""
-        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        sent = self._send_all(payload)
-        self.record.add("send", payload if sent == len(payload) else payload[:sent])
-        self._emit(self.record, f"sent {len(payload)} bytes: {show_bytes(payload)}")
-
-    def _send_all(self, payload: bytes) -> int:
-        view = memoryview(payload)
-        total = 0
-        deadline = time.monotonic() + self.timeout
-        while total < len(payload):
-            try:
-                n = self.sock.send(view[total:])
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                if not self._wait(_OUT, deadline):
-                    raise TimeoutError(
-                        f"the client read nothing for {self.timeout} s "
-                        f"({total} of {len(payload)} bytes sent)"
-                    ) from None
-                continue
-            except ssl.SSLWantReadError:
-                if not self._wait(_IN, deadline):
-                    raise TimeoutError("TLS renegotiation stalled") from None
-                continue
-            except OSError as exc:
-                exc.sent_before_error = total  # type: ignore[attr-defined]
-                raise
-            total += n
-            deadline = time.monotonic() + self.timeout  # progress: the timeout restarts
-        return total
-
-    # -- closing -----------------------------------------------------------
-
-    def _drain(self) -> None:
-        """Record bytes the client sent that no step consumed (without waiting)."""
-        if self.inbox.buffer:
-            self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(left unread)")
-        for _ in range(64):
-            try:
-                n = self.sock.recv_into(self._rbuf)
-            except (BlockingIOError, ssl.SSLError, OSError):
-                return
-            if not n:
-                return
-            self.record.add("recv", bytes(self._rbuf[:n]), "(after the script)")
-
-    def close(self, how: str = "server closed") -> None:
-        """Close gracefully (FIN), first reading what the client already sent."""
-        if not self.open:
-            return
-        self._drain()
-        self._finish(how)
-
-    def reset(self) -> None:
-        """Abortive close: SO_LINGER 0, so the client gets ECONNRESET."""
-        if not self.open:
-            return
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        self._finish("server reset", tls_goodbye=False)
-
-    def half_close(self) -> None:
-        """Shut the write side: the client reads EOF, the server can still read."""
-        self.sock.shutdown(socket.SHUT_WR)
-        self.record.add("note", text="server shut its write side (half-close)")
-
-    def _finish(self, how: str, tls_goodbye: bool = True) -> None:
-        if not self.open:
-            return
-        self.open = False
-        if self.record.ended is None:
-            self.record.ended = how
-        self.record.add("note", text=how)
-        self._emit(self.record, how)
-        if tls_goodbye and isinstance(self.sock, ssl.SSLSocket):
-            try:
-                self.sock.unwrap()  # sends close_notify; the peer's reply is not awaited
-            except (ssl.SSLError, OSError, ValueError):
-                pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    # -- running steps -----------------------------------------------------
-
-    def run_script(self, steps: Sequence[Step]) -> None:
-        """Run every step; close gracefully at the end. Raises StepFailed/ServerStopped."""
-        for index, step in enumerate(steps):
-            if not self.open:
-                return
-            self.run_step(index, step, len(steps))
-        self.close()
-
-    def run_step(self, index: int, step: Step, script_length: int = 0) -> bytes | None:
-        """Run one step. A read step returns its chunk. Raises StepFailed on failure."""
-        try:
-            return self._dispatch(step)
-        except Mismatch as exc:
-            kind = "closed" if self.inbox.eof and exc.offset == len(exc.received) else "mismatch"
-            raise StepFailed(
-                self._failure(
-                    kind, exc.reason, index, step, script_length,
-                    expected=exc.expected, received=exc.received, offset=exc.offset,
-                )
-            ) from None
-        except TimeoutError as exc:
-            got = bytes(self.inbox.buffer)
-            what = step.describe() if isinstance(step, ReadStep) else repr(step)
-            raise StepFailed(
-                self._failure(
-                    "timeout", str(exc), index, step, script_length,
-                    expected=what, received=got if isinstance(step, ReadStep) else None,
-                )
-            ) from None
-        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as exc:
-            kind = "reset" if isinstance(exc, ConnectionResetError) else "closed"
-            self.record.ended = "client reset" if kind == "reset" else "client closed"
-            summary = (
-                "the client reset the connection (ECONNRESET)"
-                if kind == "reset"
-                else "the client had closed the connection (EPIPE)"
-            )
-            raise StepFailed(
-                self._failure(
-                    kind, summary, index, step, script_length,
-                    received=bytes(self.inbox.buffer) if isinstance(step, ReadStep) else None,
-                )
-            ) from None
-        except (ServerStopped, StepFailed):
-            raise
-        except Exception as exc:
-            raise StepFailed(
-                self._failure(
-                    "error", f"{type(exc).__name__}: {exc}", index, step, script_length,
-                    tb=traceback.format_exc(),
-                )
-            ) from None
-
-    def _dispatch(self, step: Step) -> bytes | None:
-        if isinstance(step, ReadStep):
-            return self._read_step(step)
-        if isinstance(step, Drip):
-            for start in range(0, len(step.data), step.chunk):
-                if start:
-                    self.pause(step.interval)
-                self.send(step.data[start : start + step.chunk])
-        elif isinstance(step, Send):
-            self.send(step.data)
-        elif isinstance(step, Delay):
-            self.pause(step.seconds)
-        elif isinstance(step, Reset):
-            self.reset()
-        elif isinstance(step, Close):
-            self.close()
-        elif isinstance(step, HalfClose):
-            self.half_close()
-        elif isinstance(step, Hang):
-            self._hang(step.seconds)
-        elif isinstance(step, Call):
-            step.func(self)
-        else:
-            raise TypeError(f"this server cannot run {step!r}")
-        return None
-
-    def _read_step(self, step: ReadStep) -> bytes:
-        timeout = step.timeout or self.timeout
-        deadline = time.monotonic() + timeout
-        inbox = self.inbox
-        inbox.begin(step)
-        while True:
-            chunk = inbox.poll()
-            if chunk is not None:
-                break
-            if not self._fill(deadline):
-                raise TimeoutError(
-                    f"timed out after {timeout:g} s waiting for {step.describe()}"
-                    + (f" ({len(inbox.buffer)} bytes arrived)" if inbox.buffer else
-                       " (the client sent nothing)")
-                )
-        self.record.add("recv", chunk)
-        self._emit(self.record, f"read {len(chunk)} bytes: {show_bytes(chunk)}")
-        if inbox.eof and isinstance(step, (ExpectClose, ReadUntilClose)):
-            self._finish("client closed")
-        return chunk
-
-    def _hang(self, seconds: float | None) -> None:
-        self.record.add("note", text="hanging" + (f" for {seconds:g} s" if seconds else ""))
-        deadline = None if seconds is None else time.monotonic() + seconds
-        while not self.inbox.eof:
-            if not self._fill(deadline):
-                return
-            if self.inbox.buffer:
-                self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(while hanging)")
-        self._finish("client closed")
-
-    def _failure(
-        self,
-        kind: str,
-        summary: str,
-        index: int,
-        step: Step,
-        script_length: int,
-        *,
-        expected: str = "",
-        received: bytes | None = None,
-        offset: int | None = None,
-        tb: str = "",
-    ) -> Failure:
-        if received:
-            self.record.add("recv", received, "(partial, step failed)")
-        return Failure(
-            kind=kind,
-            summary=summary,
-            connection=self.number,
-            peer=self.peer,
-            step_index=index,
-            step=step,
-            script_length=script_length,
-            expected=expected,
-            received=received,
-            offset=offset,
-            traceback=tb,
-            transcript=self.record.render(tail=8),
-        )
-
-    def start_tls(self, context: ssl.SSLContext, timeout: float | None = None) -> None:
-        """Run the server side of a TLS handshake on this connection."""
-        self.sock = context.wrap_socket(
-            self.sock, server_side=True, do_handshake_on_connect=False
-        )
-        self._mask = 0
-        self._poll = select.poll()
-        self._poll.register(self._waker.rfd, _IN)
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            try:
-                self.sock.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                ready = self._wait(_IN, deadline)
-            except ssl.SSLWantWriteError:
-                ready = self._wait(_OUT, deadline)
-            if not ready:
-                raise TimeoutError("TLS handshake not completed in time")
-        self.record.add("note", text=f"TLS established ({self.sock.version()})")
-
 
 # ---------------------------------------------------------------------------
 # listeners
@@ -660,7 +234,7 @@ class CommandServer:
         self.host = host
         self.port: int = self._listeners[0].getsockname()[1]
         self.addresses = [s.getsockname()[:2] for s in self._listeners]
-        self._waker = _Waker()
+        self._waker = Waker()
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"embeddedserver:{self.port}", daemon=True
         )
@@ -777,8 +351,8 @@ class CommandServer:
         poller = select.poll()
         by_fd = {s.fileno(): s for s in self._listeners}
         for fd in by_fd:
-            poller.register(fd, _IN)
-        poller.register(self._waker.rfd, _IN)
+            poller.register(fd, select.POLLIN)
+        poller.register(self._waker.rfd, select.POLLIN)
         try:
             while by_fd:
                 ready = poller.poll()
@@ -842,8 +416,9 @@ class CommandServer:
             self.connections.append(record)
         record.add("note", text="connected")
         self._emit(record, "connected")
-        conn = Connection(sock, peer, record, self._waker, self.timeout, self._emit)
-        conn.run_step = self._recording(conn.run_step)  # type: ignore[method-assign]
+        conn = Connection(
+            sock, peer, record, self._waker, self.timeout, self._emit, self._got_chunk
+        )
         try:
             if script is None:
                 raise StepFailed(Failure(
@@ -875,18 +450,10 @@ class CommandServer:
                     self._finished += 1
                     self._changed.notify_all()
 
-    def _recording(
-        self, run_step: Callable[[int, Step, int], bytes | None]
-    ) -> Callable[[int, Step, int], bytes | None]:
-        def run(index: int, step: Step, script_length: int = 0) -> bytes | None:
-            chunk = run_step(index, step, script_length)
-            if chunk is not None:
-                with self._lock:
-                    self.received.append(chunk)
-                self._on_chunk(chunk)
-            return chunk
-
-        return run
+    def _got_chunk(self, chunk: bytes) -> None:
+        with self._lock:
+            self.received.append(chunk)
+        self._on_chunk(chunk)
 
     def _record(self, failure: Failure) -> None:
         with self._lock:

@@ -3,7 +3,9 @@
 from setuptools import setup
 
 MODULES = [
+    "embeddedrecord",
     "embeddedscript",
+    "embeddedconn",
     "embeddedserver",
     "embeddedcli",
     "testingsocket",
