@@ -11,7 +11,7 @@ transcript. Pure data and text rendering; no sockets.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,10 +73,17 @@ class ConnectionRecord:
     events: list[Event] = field(default_factory=list)
     ended: str | None = None
     script_length: int = 0
+    #: Called as ``listener(record, event)`` after each event is added (the CLI prints
+    #: the transcript live with it). Runs on the server thread: be quick, do not raise.
+    listener: Callable[[ConnectionRecord, Event], object] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def add(self, kind: str, data: bytes = b"", text: str = "") -> Event:
         event = Event(time.monotonic() - self.started, kind, data, text)
         self.events.append(event)
+        if self.listener is not None:
+            self.listener(self, event)
         return event
 
     @property

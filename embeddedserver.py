@@ -41,7 +41,7 @@ from types import TracebackType
 from typing import Any
 
 from embeddedconn import Connection, ServerStopped, StepFailed, Waker
-from embeddedrecord import ConnectionRecord, Failure, render_transcript
+from embeddedrecord import ConnectionRecord, Event, Failure, render_transcript
 from embeddedscript import (
     DEFAULT_TIMEOUT,
     RECEIVE,
@@ -195,7 +195,8 @@ class CommandServer:
     listen (e.g. the port is busy).
 
     Callers use ``port``, ``received``, ``errors``, ``connections``, ``transcript()``,
-    ``check()``, ``wait_for_connections()``, ``wait_idle()``, ``stop()``. Subclasses may
+    ``check()``, ``wait_for_connections()``, ``wait_idle()``, ``stop()``; set ``on_event``
+    to watch events as they happen (the CLI prints its live transcript so). Subclasses may
     override ``_on_chunk`` and ``_on_connection_end``.
     """
 
@@ -224,6 +225,9 @@ class CommandServer:
         self.received: list[bytes] = []
         self.errors: list[Failure] = []
         self.connections: list[ConnectionRecord] = []
+        #: ``on_event(record, event)`` is called on the server thread for every event of
+        #: every connection started after it is set (see ``ConnectionRecord.listener``).
+        self.on_event: Callable[[ConnectionRecord, Event], object] | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._accepted = 0
@@ -411,7 +415,9 @@ class CommandServer:
 
     def _serve(self, sock: socket.socket, peer: Any, number: int) -> None:
         script = self._script_for(number)
-        record = ConnectionRecord(number, peer, script_length=len(script or ()))
+        record = ConnectionRecord(
+            number, peer, script_length=len(script or ()), listener=self.on_event
+        )
         with self._lock:
             self.connections.append(record)
         record.add("note", text="connected")
