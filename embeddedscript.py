@@ -124,12 +124,13 @@ def _check_prefix(prefix: str) -> struct.Struct:
         packer = struct.Struct(prefix)
     except struct.error as exc:
         raise ValueError(f"prefix {prefix!r} is not a valid struct format: {exc}") from None
-    try:
-        packer.pack(0)
-    except struct.error:
+    # A length is one unsigned integer: a signed or float prefix would give negative or
+    # fractional lengths, so only the unsigned integer codes are accepted.
+    if prefix.lstrip("@=<>!") not in ("B", "H", "I", "L", "Q", "N"):
         raise ValueError(
-            f"prefix {prefix!r} must describe exactly one integer, e.g. '>I', '>H', '<Q', '!B'"
-        ) from None
+            f"prefix {prefix!r} must describe exactly one unsigned integer, "
+            "e.g. '>I', '>H', '<Q', '!B'"
+        )
     return packer
 
 
@@ -444,7 +445,8 @@ class Expect(ReadStep):
             head = f"re.compile({self.pattern.pattern!r})"
         else:
             head = getattr(self.predicate, "__qualname__", repr(self.predicate))
-        within = [] if self.within is None or self.predicate else [f"within={self.within!r}"]
+        default = self.within is None or (self.predicate is not None and self.within is RECEIVE)
+        within = [] if default else [f"within={self.within!r}"]
         return [head, *within, *self._timeout_arg()]
 
     def describe(self) -> str:
