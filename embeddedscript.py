@@ -189,6 +189,11 @@ class Step:
     timeout: float | None = None
     #: True for a step after which the connection is gone (no later step may follow).
     ends_connection = False
+    #: True for a step that runs on the raw TCP socket before the TLS handshake: a server
+    #: with ``ssl_context`` runs the script's leading ``before_tls`` steps first and starts
+    #: TLS only if the connection is still open (see ``embeddedtls``). Without TLS it runs
+    #: in order like any other step.
+    before_tls = False
 
     def __repr__(self) -> str:
         fields = ", ".join(self._repr_args())
