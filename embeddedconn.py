@@ -264,12 +264,13 @@ class Connection:
                 return
             self.record.add("recv", bytes(self._rbuf[:n]), "(after the script)")
 
-    def close(self, how: str = "server closed") -> None:
-        """Close gracefully (FIN), first reading what the client already sent."""
+    def close(self, how: str = "server closed", *, tls_goodbye: bool = True) -> None:
+        """Close gracefully (FIN), first reading what the client already sent. On TLS,
+        a TLS close_notify is sent first unless *tls_goodbye* is False."""
         if not self.open:
             return
         self._drain()
-        self._finish(how)
+        self._finish(how, tls_goodbye)
 
     def reset(self) -> None:
         """Abortive close: SO_LINGER 0, so the client gets ECONNRESET."""
@@ -306,12 +307,13 @@ class Connection:
 
     # -- running steps -----------------------------------------------------
 
-    def run_script(self, steps: Sequence[Step]) -> None:
-        """Run every step; close gracefully at the end. Raises StepFailed/ServerStopped."""
-        for index, step in enumerate(steps):
+    def run_script(self, steps: Sequence[Step], start: int = 0) -> None:
+        """Run every step from *start* on; close gracefully at the end.
+        Raises StepFailed/ServerStopped."""
+        for index in range(start, len(steps)):
             if not self.open:
                 return
-            self.run_step(index, step, len(steps))
+            self.run_step(index, steps[index], len(steps))
         self.close()
 
     def run_step(self, index: int, step: Step, script_length: int = 0) -> bytes | None:
@@ -455,7 +457,8 @@ class Connection:
         self._mask = 0
         self._poll = select.poll()
         self._poll.register(self._waker.rfd, _IN)
-        deadline = time.monotonic() + (timeout or self.timeout)
+        limit = timeout or self.timeout
+        deadline = time.monotonic() + limit
         while True:
             try:
                 self.sock.do_handshake()
@@ -464,6 +467,30 @@ class Connection:
                 ready = self._wait(_IN, deadline)
             except ssl.SSLWantWriteError:
                 ready = self._wait(_OUT, deadline)
+            except OSError as exc:  # ssl.SSLError included: the client broke the handshake
+                raise StepFailed(self._tls_failure(_handshake_error(exc))) from None
             if not ready:
-                raise TimeoutError("TLS handshake not completed in time")
+                raise StepFailed(self._tls_failure(
+                    f"the TLS handshake did not complete within {limit:g} s", "timeout"
+                ))
         self.record.add("note", text=f"TLS established ({self.sock.version()})")
+
+    def _tls_failure(self, summary: str, kind: str = "tls") -> Failure:
+        self.record.add("note", text=summary)
+        return Failure(
+            kind, summary, connection=self.number, peer=self.peer,
+            transcript=self.record.render(tail=8),
+        )
+
+
+def _handshake_error(exc: OSError) -> str:
+    """Say in words how a client broke the server side of a TLS handshake."""
+    if isinstance(exc, (ssl.SSLEOFError, BrokenPipeError)):
+        return "the client closed the connection during the TLS handshake"
+    if isinstance(exc, ConnectionResetError):
+        return "the client reset the connection during the TLS handshake"
+    reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+    text = f"the TLS handshake failed: {reason} ({type(exc).__name__})"
+    if str(reason).upper() in ("HTTP_REQUEST", "WRONG_VERSION_NUMBER", "HTTPS_PROXY_REQUEST"):
+        text += "; the client does not seem to speak TLS"
+    return text
