@@ -132,7 +132,8 @@ def render_transcript(records: Iterable[ConnectionRecord]) -> str:
 class Failure:
     """A failed step or an exception on a server thread, with what is needed to act.
 
-    *kind*: 'mismatch', 'timeout', 'closed', 'reset', 'error', 'unexpected connection'.
+    *kind*: 'mismatch', 'timeout', 'closed', 'reset', 'error', 'unexpected connection',
+    'tls' (the client broke the TLS handshake).
     """
 
     kind: str
