@@ -433,9 +433,15 @@ class CommandServer:
                     f"{len(self.plan.scripts) if self.plan else 0} scripts and no then=",
                     connection=number, peer=peer,
                 ))
+            first = 0
             if self.ssl_context is not None:
-                conn.start_tls(self.ssl_context)
-            conn.run_script(script)
+                # Leading before_tls steps (TLS misbehaviour) run on the raw socket.
+                while first < len(script) and script[first].before_tls and conn.open:
+                    conn.run_step(first, script[first], len(script))
+                    first += 1
+                if conn.open:
+                    conn.start_tls(self.ssl_context)
+            conn.run_script(script, start=first)
         except ServerStopped:
             record.ended = record.ended or "stopped"
         except StepFailed as exc:
