@@ -314,7 +314,7 @@ class Connection:
             if not self.open:
                 return
             self.run_step(index, steps[index], len(steps))
-        self.close()
+        self.close("client closed" if self.inbox.eof else "server closed")
 
     def run_step(self, index: int, step: Step, script_length: int = 0) -> bytes | None:
         """Run one step. A read step returns its chunk. Raises StepFailed on failure."""
@@ -406,7 +406,9 @@ class Connection:
         self._emit(self.record, f"read {len(chunk)} bytes: {show_bytes(chunk)}")
         self._on_chunk(chunk)
         if inbox.eof and isinstance(step, (ExpectClose, ReadUntilClose)):
-            self._finish("client closed")
+            # The client shut its write side; it may still read, so later steps (a reply
+            # to a half-closed client) still run. The close at the end says who went first.
+            self.record.add("note", text="client closed its side (EOF)")
         return chunk
 
     def _hang(self, seconds: float | None) -> None:
