@@ -115,6 +115,10 @@ log.addHandler(logging.NullHandler())
 #: How long ``stop()`` waits for each server thread before reporting it stuck.
 JOIN_TIMEOUT = 5.0
 
+#: How a connection ended (``ConnectionRecord.ended``) after a failure of each kind.
+_ENDINGS = {"timeout": "timeout", "closed": "client closed", "reset": "client reset",
+            "error": "error"}
+
 # ---------------------------------------------------------------------------
 # listeners
 # ---------------------------------------------------------------------------
@@ -445,7 +449,7 @@ class CommandServer:
         except ServerStopped:
             record.ended = record.ended or "stopped"
         except StepFailed as exc:
-            record.ended = record.ended or "failed"
+            record.ended = record.ended or _ENDINGS.get(exc.failure.kind, "failed")
             self._record(exc.failure)
         except Exception as exc:
             record.ended = record.ended or "error"
