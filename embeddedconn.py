@@ -220,7 +220,13 @@ class Connection:
     def send(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send all of *data*; TimeoutError if the client reads nothing for a timeout."""
         payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        sent = self._send_all(payload)
+        try:
+            sent = self._send_all(payload)
+        except OSError as exc:  # a timeout or a reset: record the part that went out
+            done = getattr(exc, "sent_before_error", 0)
+            if done:
+                self.record.add("send", payload[:done], "(partial, the send failed)")
+            raise
         self.record.add("send", payload if sent == len(payload) else payload[:sent])
         self._emit(self.record, f"sent {len(payload)} bytes: {show_bytes(payload)}")
 
@@ -233,10 +239,12 @@ class Connection:
                 n = self.sock.send(view[total:])
             except (BlockingIOError, ssl.SSLWantWriteError):
                 if not self._wait(_OUT, deadline):
-                    raise TimeoutError(
+                    stalled = TimeoutError(
                         f"the client read nothing for {self.timeout} s "
                         f"({total} of {len(payload)} bytes sent)"
-                    ) from None
+                    )
+                    stalled.sent_before_error = total  # type: ignore[attr-defined]
+                    raise stalled from None
                 continue
             except ssl.SSLWantReadError:
                 if not self._wait(_IN, deadline):
