@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import select
 import socket
 import ssl
@@ -172,6 +173,82 @@ def _listen(host: str, port: int, backlog: int) -> list[socket.socket]:
         raise OSError(exc.errno, f"cannot listen on {host!r} port {port}: {reason}{hint}") from exc
 
 
+class _UnixListener(socket.socket):
+    """A listening AF_UNIX socket that removes its socket file when it is closed, if the
+    file at its path is still the one its bind made (never someone else's)."""
+
+    made: tuple[int, int] | None = None  # (st_dev, st_ino) of the file bind created
+
+    def close(self) -> None:
+        made, self.made = self.made, None
+        path = self.getsockname() if made is not None and self.fileno() >= 0 else None
+        super().close()
+        if made is None or not path:
+            return
+        try:
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) == made:
+                os.unlink(path)
+        except OSError as exc:  # already gone, or not ours to remove
+            log.debug("socket file %r not removed: %s", path, exc)
+
+
+def _unix_path(path: Any, host: Any, port: Any) -> str | None:
+    """Check ``path=``: a filesystem path, or a Linux abstract name starting with NUL."""
+    if path is None:
+        return None
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(
+            f"path must be a str or os.PathLike naming a Unix socket file (or '\\0name' for "
+            f"a Linux abstract socket), not {path!r}"
+        )
+    if not path or path == "\0":
+        raise ValueError(f"path must name a Unix socket file or an abstract name, not {path!r}")
+    if host != "127.0.0.1" or port != 0:
+        raise ValueError(
+            f"give either path= (a Unix socket) or host/port, not both: path={path!r}, "
+            f"host={host!r}, port={port!r}"
+        )
+    return path
+
+
+def _listen_unix(path: str, backlog: int) -> socket.socket:
+    """Bind and listen on a Unix socket *path* (abstract if it starts with NUL)."""
+    family = getattr(socket, "AF_UNIX", None)
+    if family is None:
+        raise OSError(errno.EAFNOSUPPORT, "Unix-domain sockets are not available here")
+    sock = _UnixListener(family, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        if not path.startswith("\0"):
+            st = os.stat(path)
+            sock.made = (st.st_dev, st.st_ino)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            hint = (" (another socket has this abstract name)" if path.startswith("\0")
+                    else " (a file exists there: remove it or choose another path)")
+        elif "too long" in reason:
+            hint = f" ({len(os.fsencode(path))} bytes; Linux allows 107: use a shorter path)"
+        else:
+            hint = ""
+        message = f"cannot listen on Unix socket {path!r}: {reason}{hint}"
+        raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from exc
+    return sock
+
+
+def _describe_address(host: str | None, port: int | None, path: str | None) -> str:
+    """'127.0.0.1:8080', 'unix:/tmp/s.sock', or 'unix:@name' for an abstract socket."""
+    if path is None:
+        return f"[{host}]:{port}" if host and ":" in host else f"{host}:{port}"
+    return "unix:" + ("@" + path[1:] if path.startswith("\0") else path)
+
+
 # ---------------------------------------------------------------------------
 # servers
 # ---------------------------------------------------------------------------
@@ -194,6 +271,9 @@ class CommandServer:
         concurrent: serve each connection on its own thread, all at once.
         max_connections: stop listening after this many connections.
         ssl_context: a server-side ``ssl.SSLContext``; connections then speak TLS.
+        path: listen on this Unix-domain socket file instead of host/port (or, on
+            Linux, on the abstract name after a leading NUL: ``"\\0name"``); the file
+            is removed when the server stops listening. ``.port`` is then None.
 
     Raises TypeError/ValueError for a bad script or argument, OSError if it cannot
     listen (e.g. the port is busy).
@@ -216,6 +296,7 @@ class CommandServer:
         max_connections: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
         backlog: int = 128,
+        path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.plan = commands if isinstance(commands, PerConnection) else None
         self.script = None if self.plan else compile_script(commands)
@@ -238,19 +319,35 @@ class CommandServer:
         self._finished = 0
         self._workers: list[threading.Thread] = []
         self._stop_lock = threading.Lock()
-        self._listeners = _listen(host, port, backlog)
-        self.host = host
-        self.port: int = self._listeners[0].getsockname()[1]
-        self.addresses = [s.getsockname()[:2] for s in self._listeners]
+        #: The Unix socket path (None for TCP); ``address`` is where clients connect.
+        self.path = _unix_path(path, host, port)
+        self.host: str | None = host
+        self.port: int | None
+        self.addresses: list[Any]
+        if self.path is None:
+            self._listeners = _listen(host, port, backlog)
+            self.port = self._listeners[0].getsockname()[1]
+            self.addresses = [s.getsockname()[:2] for s in self._listeners]
+        else:
+            self._listeners = [_listen_unix(self.path, backlog)]
+            self.host = self.port = None
+            self.addresses = [self.path]
+        self._where = _describe_address(self.host, self.port, self.path)
         self._waker = Waker()
         self._thread = threading.Thread(
-            target=self._accept_loop, name=f"embeddedserver:{self.port}", daemon=True
+            target=self._accept_loop, name=f"embeddedserver:{self._where}", daemon=True
         )
         self._thread.start()
 
     def __repr__(self) -> str:
         state = "stopped" if self.STOPPED else "serving"
-        return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
+        return f"<{type(self).__name__} {self._where} {state}>"
+
+    @property
+    def address(self) -> Any:
+        """Where clients connect, as ``socket.connect`` takes it: ``(host, port)`` of the
+        first listener for TCP, the path (str) for a Unix socket."""
+        return self.addresses[0]
 
     # -- context manager -----------------------------------------------------
 
@@ -284,7 +381,7 @@ class CommandServer:
             with self._lock:
                 errors = list(self.errors)
         head = (
-            f"{type(self).__name__} on {self.host}:{self.port}: "
+            f"{type(self).__name__} on {self._where}: "
             f"{len(errors)} failure{'s' if len(errors) != 1 else ''}"
         )
         body = [f"{n}) {f.message()}" for n, f in enumerate(errors, 1)]
@@ -405,7 +502,7 @@ class CommandServer:
             return
         worker = threading.Thread(
             target=self._serve, args=(sock, peer, number),
-            name=f"embeddedserver:{self.port}#{number}", daemon=True,
+            name=f"embeddedserver:{self._where}#{number}", daemon=True,
         )
         with self._lock:
             self._workers = [w for w in self._workers if w.is_alive()]
