@@ -300,7 +300,9 @@ class CommandServer:
     ) -> None:
         self.plan = commands if isinstance(commands, PerConnection) else None
         self.script = None if self.plan else compile_script(commands)
-        _check_args(host, port, verbose, timeout, max_connections, ssl_context, backlog)
+        _check_args(
+            host, port, verbose, timeout, max_connections, ssl_context, backlog, concurrent
+        )
         self.STOPPED = False
         self.verbose = verbose
         self.timeout = float(timeout)
@@ -590,27 +592,34 @@ class CommandServer:
         """Called on the server thread when a connection has ended."""
 
 
+def _check_int(value: Any, name: str, low: int, high: int | None, accepted: str) -> None:
+    # A wrong type is a TypeError, a wrong number a ValueError; both say what is accepted.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be {accepted}, not {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {accepted}, not {value!r}")
+
+
 def _check_args(
     host: Any, port: Any, verbose: Any, timeout: Any, max_connections: Any,
-    ssl_context: Any, backlog: Any,
+    ssl_context: Any, backlog: Any, concurrent: Any = False,
 ) -> None:
     if not isinstance(host, str) or not host:
         raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"port must be an int from 0 (any free port) to 65535, not {port!r}")
+    _check_int(port, "port", 0, 65535, "an int from 0 (any free port) to 65535")
     if not isinstance(verbose, bool):
         raise TypeError(f"verbose must be True or False, not {verbose!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+    if not isinstance(concurrent, bool):
+        raise TypeError(f"concurrent must be True or False, not {concurrent!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+    if not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
-    if max_connections is not None and (
-        isinstance(max_connections, bool) or not isinstance(max_connections, int)
-        or max_connections < 1
-    ):
-        raise ValueError(f"max_connections must be an int >= 1 or None, not {max_connections!r}")
+    if max_connections is not None:
+        _check_int(max_connections, "max_connections", 1, None, "an int >= 1 or None")
     if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
         raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
-    if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
-        raise ValueError(f"backlog must be an int >= 1, not {backlog!r}")
+    _check_int(backlog, "backlog", 1, None, "an int >= 1")
 
 
 class OneShotServer(CommandServer):
