@@ -71,6 +71,8 @@ class Waker:
         self.closed = False
 
     def wake(self) -> None:
+        if self.closed:  # the descriptor numbers may already belong to someone else
+            return
         try:
             os.write(self.wfd, b"!")
         except (BlockingIOError, OSError):

@@ -321,6 +321,7 @@ class CommandServer:
         self._finished = 0
         self._workers: list[threading.Thread] = []
         self._stop_lock = threading.Lock()
+        self._stopped_inside = False  # stop() was called by a server thread
         #: The Unix socket path (None for TCP); ``address`` is where clients connect.
         self.path = _unix_path(path, host, port)
         self.host: str | None = host
@@ -430,27 +431,37 @@ class CommandServer:
         Idempotent and prompt (a wake-up, not a timeout). Silent: failures stay in
         ``errors`` for ``check()``.
         """
+        current = threading.current_thread()
+        with self._lock:
+            inside = current is self._thread or current in self._workers
+        if inside:
+            # A Call step stopping its own server: a server thread cannot join itself, nor
+            # the accept loop that joins it. Wake everyone; the accept loop closes the pipe.
+            self._stopped_inside = True
+            self.STOPPED = True
+            self._waker.wake()
+            return
         with self._stop_lock:
-            if self._waker.closed:
+            if self._waker.closed:  # stopped before, or by a Call step: just join
+                self._thread.join(JOIN_TIMEOUT)
                 return
             self.STOPPED = True
             self._waker.wake()
-            current = threading.current_thread()
+            # The accept loop first: once it has ended, no new worker can start.
+            self._thread.join(JOIN_TIMEOUT)
             with self._lock:
                 threads = [self._thread, *self._workers]
             stuck = []
             for thread in threads:
-                if thread is not current:
-                    thread.join(JOIN_TIMEOUT)
-                    if thread.is_alive():
-                        stuck.append(thread.name)
+                thread.join(0 if thread is self._thread else JOIN_TIMEOUT)
+                if thread.is_alive():
+                    stuck.append(thread.name)
             if stuck:
                 self._record(Failure("error", f"server threads did not stop within "
                                      f"{JOIN_TIMEOUT} s: {', '.join(stuck)} (a Call step "
                                      "that ignores conn.stopping?)"))
                 return  # the pipe stays open for the stragglers to notice
-            if self._thread is not current:
-                self._waker.close()
+            self._waker.close()
 
     # -- server thread -------------------------------------------------------
 
@@ -491,6 +502,16 @@ class CommandServer:
                 lst.close()
             if self.max_connections is not None:
                 self.STOPPED = True
+            if self._stopped_inside:
+                # stop() came from a Call step and joined nobody: once the workers are
+                # done, close the pipe here, unless an outside stop() (holding the
+                # lock while it joins this thread) is about to.
+                self._join_workers()
+                if self._stop_lock.acquire(blocking=False):
+                    try:
+                        self._waker.close()
+                    finally:
+                        self._stop_lock.release()
 
     def _join_workers(self) -> None:
         with self._lock:
