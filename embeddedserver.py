@@ -481,15 +481,17 @@ class CommandServer:
                         sock, peer = by_fd[fd].accept()
                     except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                         continue
-                    with self._changed:
-                        self._accepted += 1
-                        number = self._accepted
-                        self._changed.notify_all()
+                    number = self._accepted + 1  # only this thread changes it
                     if self.max_connections is not None and number >= self.max_connections:
+                        # Closed before the waiters hear of the connection, so that after
+                        # wait_for_connections(finished=False) a new connect is refused.
                         for lst in by_fd.values():
                             poller.unregister(lst)
                             lst.close()
                         by_fd = {}
+                    with self._changed:
+                        self._accepted = number
+                        self._changed.notify_all()
                     self._start_connection(sock, peer, number)
                     if not by_fd:
                         break
