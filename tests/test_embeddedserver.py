@@ -679,4 +679,5 @@ def test_call_step_runs_on_a_server_thread() -> None:
         with client(srvr) as sock:
             read_to_eof(sock)
         srvr.wait_idle()
-    assert names == [f"embeddedserver:{srvr.port}"]
+    assert len(names) == 1
+    assert names[0].startswith("embeddedserver:") and str(srvr.port) in names[0]
