@@ -224,10 +224,11 @@ class Connection:
         payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         try:
             sent = self._send_all(payload)
-        except OSError as exc:  # a timeout or a reset: record the part that went out
+        except (OSError, ServerStopped) as exc:  # record the part that went out
             done = getattr(exc, "sent_before_error", 0)
             if done:
-                self.record.add("send", payload[:done], "(partial, the send failed)")
+                why = "the server stopped" if isinstance(exc, ServerStopped) else "the send failed"
+                self.record.add("send", payload[:done], f"(partial, {why})")
             raise
         self.record.add("send", payload if sent == len(payload) else payload[:sent])
         self._emit(self.record, f"sent {len(payload)} bytes: {show_bytes(payload)}")
@@ -240,7 +241,12 @@ class Connection:
             try:
                 n = self.sock.send(view[total:])
             except (BlockingIOError, ssl.SSLWantWriteError):
-                if not self._wait(_OUT, deadline):
+                try:
+                    ready = self._wait(_OUT, deadline)
+                except ServerStopped as stopped:
+                    stopped.sent_before_error = total  # type: ignore[attr-defined]
+                    raise
+                if not ready:
                     stalled = TimeoutError(
                         f"the client read nothing for {self.timeout} s "
                         f"({total} of {len(payload)} bytes sent)"
