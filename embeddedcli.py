@@ -419,8 +419,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-class _Interrupted(Exception):
-    """SIGTERM, turned into an exception in the main thread (like Ctrl-C)."""
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread and handled like Ctrl-C."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -453,40 +453,31 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     live = _LiveTranscript()
     if not args.quiet:
         server.on_event = live
-    in_main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    # Ctrl-C and SIGTERM stop the server with a summary, even when this process was
+    # started with SIGINT ignored (as a shell script's background job is).
+    old: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+        old[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _serve_until_done(server, scripts, args, live)
     finally:
         server.stop()
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+        for signum, handler in old.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def _serve_until_done(
     server: CommandServer, scripts: list[tuple[Step, ...]], args: argparse.Namespace,
     live: _LiveTranscript,
 ) -> int:
-    live.print(str(server.port))  # first line, alone, for scripts to read
-    if not args.quiet:
-        where = " and ".join(_peer(a) for a in server.addresses)
-        until = (f"until {_plural(args.count, 'connection')} served" if args.count
-                 else "until Ctrl-C")
-        mode = ", concurrently" if args.concurrent else ""
-        lines = [f"serving on {where} {until}{mode}"]
-        for n, script in enumerate(scripts, 1):
-            if len(scripts) == 1:
-                lines.append("script:")
-            elif n < len(scripts):
-                lines.append(f"script for connection {n}:")
-            else:
-                lines.append(f"script for connection {n} and later:")
-            lines.append(describe_steps(script))
-        live.print("\n".join(lines))
-    done = 0
-    shown = 0
     how = f"served {_plural(args.count or 0, 'connection')}"
     try:
+        live.print(str(server.port))  # first line, alone, for scripts to read
+        if not args.quiet:
+            live.print(_banner(server, scripts, args))
+        done = shown = 0
         while args.count is None or done < args.count:
             try:
                 server.wait_for_connections(done + 1, timeout=_WAIT_SLICE)
@@ -494,15 +485,32 @@ def _serve_until_done(
                 continue
             done += 1
             shown = _show_new_failures(server, shown, live, args.quiet)
-    except (KeyboardInterrupt, _Interrupted) as exc:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (_Interrupted)
         server.stop()
-        signal_name = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
-        how = f"stopped by {signal_name} after {_plural(len(server.connections), 'connection')}"
+        name = "SIGTERM" if isinstance(exc, _Interrupted) else "Ctrl-C"
+        how = f"stopped by {name} after {_plural(len(server.connections), 'connection')}"
     server.stop()
     failures = list(server.errors)
     summary = f"{how}: " + (_plural(len(failures), "failure") if failures else "no failures")
     live.print(summary if not failures else f"{summary}\n\n{server.failure_report()}")
     return 1 if failures else 0
+
+
+def _banner(server: CommandServer, scripts: list[tuple[Step, ...]],
+            args: argparse.Namespace) -> str:
+    where = " and ".join(_peer(a) for a in server.addresses)
+    until = f"until {_plural(args.count, 'connection')} served" if args.count else "until Ctrl-C"
+    mode = ", concurrently" if args.concurrent else ""
+    lines = [f"serving on {where} {until}{mode}"]
+    for n, script in enumerate(scripts, 1):
+        if len(scripts) == 1:
+            lines.append("script:")
+        elif n < len(scripts):
+            lines.append(f"script for connection {n}:")
+        else:
+            lines.append(f"script for connection {n} and later:")
+        lines.append(describe_steps(script))
+    return "\n".join(lines)
 
 
 def _show_new_failures(
@@ -711,6 +719,7 @@ def _run_scenario(number: int, total: int, scenario: _Scenario) -> str | None:
     try:
         error: BaseException | None = None
         try:
+            assert server.port is not None  # a TCP server (not a Unix socket)
             result = scenario.run(server.port)
             out.append("  client saw: " + result.replace("\n", "\n              "))
         except Exception as exc:  # what the client experienced is the point of the demo
