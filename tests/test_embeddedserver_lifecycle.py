@@ -396,7 +396,7 @@ def test_explicit_host_is_honoured() -> None:
             sock.sendall(b"x")
             assert read_to_eof(sock) == b"ok"
         srvr.wait_for_connections(1)
-        assert srvr.connections[0].peer[0] == "127.0.0.1" or srvr.connections[0].peer[0]
+        assert srvr.connections[0].peer[0].startswith("127.")
 
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
