@@ -699,13 +699,16 @@ class AsyncioCommandServer(CommandServer):
         super().__init__(commands, **kwargs)
 
     def _on_chunk(self, chunk: bytes) -> None:
-        self._to_loop(self._feed, chunk)
+        if chunk:  # ExpectClose/ReadUntilClose may complete with b"": that is not EOF yet
+            self._to_loop(self._feed, chunk)
 
     def _on_connection_end(self) -> None:
         self._to_loop(self._feed, b"")
 
     def _feed(self, chunk: bytes) -> None:
         if getattr(self.reader, "_eof", False):
+            if not chunk:
+                return  # a later connection ended too: EOF was fed once, that is enough
             log.warning("%s: the reader is already at EOF; %d bytes not fed", self, len(chunk))
         elif chunk:
             self.reader.feed_data(chunk)
