@@ -1,0 +1,518 @@
+"""Record real conversations and replay them.
+
+Model
+-----
+``RecordingProxy`` listens on a local port (or Unix socket), forwards every connection
+to a real server, and records each one as a ``ConnectionRecord`` (the same transcript a
+fake server keeps): timestamped ``recv`` events for what the client sent, ``send`` events
+for what the server answered, notes for who shut or reset which side. One thread serves
+every connection with ``poll`` and a wake-up pipe, so ``stop()`` is instant.
+
+``proxy.save(path)`` writes the recording as a script file, readable and editable by a
+person; ``load_script(path)`` (or ``CommandServer.from_file(path)``, or ``python -m
+embeddedserver --script FILE``) turns it back into a script for any server class, which
+replays the server's side to the same client code. Replayed client turns are exact
+expectations (``exact=True``) or plain reads of the same size (the default); recorded
+pauses are kept (``keep_timing=True``) or dropped. The file format and its reader and
+writer live in ``embeddedscriptfile`` and are re-exported here.
+
+    >>> import http.client, http.server, threading, tempfile, os
+    >>> from embeddedserver import CommandServer
+    >>> class Hello(http.server.BaseHTTPRequestHandler):
+    ...     def do_GET(self):
+    ...         self.send_response(200); self.end_headers(); self.wfile.write(b"hi")
+    ...     def log_message(self, *args): pass
+    >>> real = http.server.HTTPServer(("127.0.0.1", 0), Hello)
+    >>> thread = threading.Thread(target=real.serve_forever); thread.start()
+    >>> def fetch(port):
+    ...     client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    ...     client.request("GET", "/"); body = client.getresponse().read(); client.close()
+    ...     return body
+    >>> with RecordingProxy(real.server_address) as proxy:
+    ...     fetch(proxy.port)
+    ...     proxy.wait_idle()
+    ...     text = proxy.script(timing=False)
+    b'hi'
+    >>> real.shutdown(); real.server_close(); thread.join()
+    >>> with CommandServer(parse_script(text), verbose=False) as replay:
+    ...     fetch(replay.port)
+    b'hi'
+
+Sections: the recording proxy.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from embeddedconn import Waker
+from embeddedrecord import ConnectionRecord, Failure, render_transcript
+from embeddedscript import DEFAULT_TIMEOUT
+from embeddedscriptfile import (  # the notes it reads back, and its public API
+    _CLIENT_EOF,
+    _SERVER_EOF,
+    FORMAT_HEADER,
+    ReadLike,
+    ScriptSyntaxError,
+    format_script,
+    load_script,
+    parse_script,
+    save_script,
+)
+from embeddedserver import _describe_address, _listen, _listen_unix, _unix_path
+
+__all__ = [
+    "FORMAT_HEADER",
+    "ReadLike",
+    "RecordingProxy",
+    "ScriptSyntaxError",
+    "format_script",
+    "load_script",
+    "parse_script",
+    "save_script",
+]
+
+log = logging.getLogger("embeddedserver.replay")
+
+# ---------------------------------------------------------------------------
+# the recording proxy
+# ---------------------------------------------------------------------------
+
+_CHUNK = 65536
+_BUFFER_LIMIT = 1 << 20  # stop reading a side while this much waits for the other side
+_IN = select.POLLIN | select.POLLPRI
+_OUT = select.POLLOUT
+_ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+class _Pipe:
+    """One proxied connection: the client socket, the upstream one, and what is in flight."""
+
+    def __init__(self, client: socket.socket, record: ConnectionRecord) -> None:
+        self.client = client
+        self.record = record
+        self.upstream: socket.socket | None = None
+        self.connecting = True
+        self.deadline = 0.0
+        self.to_upstream = bytearray()
+        self.to_client = bytearray()
+        self.client_eof = False
+        self.upstream_eof = False
+        self.done = False
+
+    def sockets(self) -> list[socket.socket]:
+        return [s for s in (self.client, self.upstream) if s is not None]
+
+
+class RecordingProxy:
+    """Forward connections to a real server and record each conversation.
+
+    ``RecordingProxy(target)`` listens before it returns (on a free loopback port, or
+    on ``path=``), then forwards every connection to *target* on its own thread,
+    recording what each side sent, with timing, in ``connections``.
+
+    Arguments:
+        target: the real server: ``(host, port)``, or a Unix socket path (str/PathLike).
+        host, port, path: where the proxy listens, as for ``CommandServer``.
+        timeout: seconds to wait for the connection to *target*.
+        backlog: the listen backlog.
+
+    Raises TypeError/ValueError for bad arguments, OSError if it cannot listen or
+    *target* does not resolve. A connection *target* refuses is a ``Failure`` in
+    ``errors`` (the client's connection is reset); ``check()`` raises them.
+
+    Callers use ``port``/``address``, ``connections``, ``errors``, ``wait_idle()``,
+    ``wait_for_connections()``, ``script()``, ``save()``, ``transcript()``, ``check()``
+    and ``stop()`` (instant; also by leaving the ``with`` block).
+
+        with RecordingProxy(("127.0.0.1", real_port)) as proxy:
+            run_my_client(proxy.port)
+            proxy.wait_idle()
+            proxy.save("conversation.script")
+    """
+
+    def __init__(
+        self,
+        target: tuple[str, int] | str | os.PathLike[str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        backlog: int = 128,
+    ) -> None:
+        self.target, self._target_family, self._target_address = _resolve_target(target)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
+            raise ValueError(f"backlog must be an int >= 1, not {backlog!r}")
+        self.timeout = float(timeout)
+        self.path = _unix_path(path, host, port)
+        self.host: str | None = host
+        self.port: int | None = None
+        if self.path is None:
+            if not isinstance(host, str) or not host:
+                raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError(
+                    f"port must be an int from 0 (any free port) to 65535, not {port!r}"
+                )
+            self._listeners = _listen(host, port, backlog)
+            self.port = self._listeners[0].getsockname()[1]
+            self.address: Any = self._listeners[0].getsockname()[:2]
+        else:
+            self._listeners = [_listen_unix(self.path, backlog)]
+            self.host = None
+            self.address = self.path
+        self._where = _describe_address(self.host, self.port, self.path)
+        self.connections: list[ConnectionRecord] = []
+        self.errors: list[Failure] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._accepted = 0
+        self._finished = 0
+        self._stop_lock = threading.Lock()
+        self._waker = Waker()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"embeddedreplay-proxy:{self._where}", daemon=True
+        )
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._waker.closed else "recording"
+        return f"<RecordingProxy {self._where} -> {self.target} {state}>"
+
+    def __enter__(self) -> RecordingProxy:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        __tracebackhide__ = True
+        self.stop()
+        if exc_type is None:
+            self.check()
+
+    # -- results -------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise AssertionError describing every failure recorded so far, if any."""
+        __tracebackhide__ = True
+        with self._lock:
+            errors = list(self.errors)
+        if errors:
+            body = "\n\n".join(f"{n}) {f.message()}" for n, f in enumerate(errors, 1))
+            raise AssertionError(f"{self!r}: {len(errors)} failure(s)\n\n{body}")
+
+    def transcript(self) -> str:
+        """Every recorded connection as readable text."""
+        with self._lock:
+            records = list(self.connections)
+        return render_transcript(records)
+
+    def script(self, *, timing: bool = True, min_delay: float = 0.01, comment: str = "") -> str:
+        """The recording as script file text (``format_script`` of ``connections``)."""
+        with self._lock:
+            records = list(self.connections)
+        return format_script(records, timing=timing, min_delay=min_delay, comment=comment)
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timing: bool = True,
+        min_delay: float = 0.01,
+        comment: str = "",
+    ) -> None:
+        """Write the recording to *path* as a script file (see ``save_script``).
+        Call ``wait_idle()`` first, so that every connection has been recorded to its end."""
+        with self._lock:
+            records = list(self.connections)
+        save_script(records, path, timing=timing, min_delay=min_delay, comment=comment)
+
+    # -- waiting ---------------------------------------------------------------
+
+    def wait_for_connections(self, n: int = 1, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until *n* connections have ended (both sides closed). TimeoutError if not."""
+        __tracebackhide__ = True
+        with self._changed:
+            done = self._changed.wait_for(lambda: self._finished >= n, timeout)
+            count = self._finished
+        if not done:
+            raise TimeoutError(f"{count} of {n} connections ended within {timeout} s on {self!r}")
+
+    def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until every connection accepted so far has ended. TimeoutError if not."""
+        __tracebackhide__ = True
+        with self._changed:
+            done = self._changed.wait_for(lambda: self._finished >= self._accepted, timeout)
+            open_now = self._accepted - self._finished
+        if not done:
+            raise TimeoutError(
+                f"{self!r} still has {open_now} open connection(s) after {timeout} s"
+            )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop: wake the thread, which closes every socket; join it. Idempotent, instant."""
+        with self._stop_lock:
+            if self._waker.closed:
+                return
+            self._waker.wake()
+            if self._thread is not threading.current_thread():
+                self._thread.join(DEFAULT_TIMEOUT)
+                if self._thread.is_alive():  # cannot happen: the loop only waits in poll
+                    self._record(Failure("error", f"{self!r}: the proxy thread did not stop"))
+                    return
+            self._waker.close()
+
+    # -- the proxy thread --------------------------------------------------------
+
+    def _record(self, failure: Failure) -> None:
+        with self._lock:
+            self.errors.append(failure)
+        log.warning("%r: %s", self, failure.summary)
+
+    def _loop(self) -> None:
+        pipes: list[_Pipe] = []
+        listening = {s.fileno(): s for s in self._listeners}
+        try:
+            while True:
+                poller = select.poll()
+                poller.register(self._waker.rfd, _IN)
+                for fd in listening:
+                    poller.register(fd, _IN)
+                owners: dict[int, tuple[_Pipe, bool]] = {}
+                for pipe in pipes:
+                    self._register(poller, pipe, owners)
+                deadlines = [p.deadline for p in pipes if p.connecting]
+                wait = None
+                if deadlines:
+                    wait = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+                ready = poller.poll(wait)
+                if any(fd == self._waker.rfd for fd, _ in ready):
+                    return
+                for fd, events in ready:
+                    if fd in listening:
+                        self._accept(listening[fd], pipes)
+                    elif fd in owners:
+                        pipe, is_client = owners[fd]
+                        if not pipe.done:
+                            self._service(pipe, is_client, events)
+                now = time.monotonic()
+                for pipe in pipes:
+                    if pipe.connecting and not pipe.done and now >= pipe.deadline:
+                        self._upstream_failed(pipe, f"no answer within {self.timeout:g} s")
+                for pipe in [p for p in pipes if p.done]:
+                    pipes.remove(pipe)
+                    self._finish(pipe)
+        except Exception:
+            self._record(Failure("error", "the recording proxy crashed",
+                                 traceback=traceback.format_exc()))
+        finally:
+            for lst in self._listeners:
+                lst.close()
+            for pipe in pipes:
+                pipe.record.ended = pipe.record.ended or "stopped"
+                pipe.record.add("note", text="proxy stopped")
+                self._finish(pipe)
+
+    def _register(
+        self, poller: Any, pipe: _Pipe, owners: dict[int, tuple[_Pipe, bool]]
+    ) -> None:
+        client_mask = 0
+        if not pipe.connecting and not pipe.client_eof and len(pipe.to_upstream) < _BUFFER_LIMIT:
+            client_mask |= _IN
+        if pipe.to_client:
+            client_mask |= _OUT
+        upstream_mask = 0
+        if pipe.connecting or pipe.to_upstream:
+            upstream_mask |= _OUT
+        if not pipe.connecting and not pipe.upstream_eof and len(pipe.to_client) < _BUFFER_LIMIT:
+            upstream_mask |= _IN
+        if client_mask:
+            poller.register(pipe.client, client_mask)
+            owners[pipe.client.fileno()] = (pipe, True)
+        if upstream_mask and pipe.upstream is not None:
+            poller.register(pipe.upstream, upstream_mask)
+            owners[pipe.upstream.fileno()] = (pipe, False)
+
+    def _accept(self, listener: socket.socket, pipes: list[_Pipe]) -> None:
+        try:
+            client, peer = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        with self._changed:
+            self._accepted += 1
+            number = self._accepted
+            record = ConnectionRecord(number, peer)
+            self.connections.append(record)
+            self._changed.notify_all()
+        client.setblocking(False)
+        record.add("note", text="connected")
+        pipe = _Pipe(client, record)
+        pipes.append(pipe)
+        log.info("%r: connection #%d from %r", self, number, peer)
+        upstream = socket.socket(self._target_family, socket.SOCK_STREAM)
+        pipe.upstream = upstream
+        upstream.setblocking(False)
+        pipe.deadline = time.monotonic() + self.timeout
+        code = upstream.connect_ex(self._target_address)
+        if code == 0:
+            self._connected(pipe)
+        elif code not in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            self._upstream_failed(pipe, os.strerror(code))
+
+    def _connected(self, pipe: _Pipe) -> None:
+        pipe.connecting = False
+        pipe.record.add("note", text=f"connected to {self.target}")
+
+    def _upstream_failed(self, pipe: _Pipe, reason: str) -> None:
+        summary = f"cannot connect to the real server {self.target}: {reason}"
+        pipe.record.add("note", text=summary)
+        pipe.record.ended = "upstream unreachable"
+        self._record(Failure("error", summary, connection=pipe.record.number,
+                             peer=pipe.record.peer))
+        _abort(pipe.client)  # the client sees a reset, much as a refused connection
+        pipe.done = True
+
+    def _service(self, pipe: _Pipe, is_client: bool, events: int) -> None:
+        if not is_client and pipe.connecting:
+            assert pipe.upstream is not None
+            code = pipe.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._upstream_failed(pipe, os.strerror(code))
+            else:
+                self._connected(pipe)
+            return
+        if events & (_IN | _ERR):
+            self._read(pipe, is_client)
+        if not pipe.done and events & (_OUT | _ERR):  # a write surfaces a pending error
+            self._write(pipe, to_client=is_client)
+        if not pipe.done:
+            self._maybe_done(pipe)
+
+    def _read(self, pipe: _Pipe, from_client: bool) -> None:
+        sock = pipe.client if from_client else pipe.upstream
+        assert sock is not None
+        if (pipe.client_eof if from_client else pipe.upstream_eof):
+            return
+        try:
+            data = sock.recv(_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._broken(pipe, from_client, exc)
+            return
+        record = pipe.record
+        if data:
+            record.add("recv" if from_client else "send", data)
+            (pipe.to_upstream if from_client else pipe.to_client).extend(data)
+            self._write(pipe, to_client=not from_client)  # forward at once if it can go
+            return
+        if from_client:
+            pipe.client_eof = True
+            record.add("note", text=f"{_CLIENT_EOF} (EOF)")
+            record.ended = record.ended or "client closed"
+        else:
+            pipe.upstream_eof = True
+            record.add("note", text=f"{_SERVER_EOF} (EOF from the real server)")
+            record.ended = record.ended or "server closed"
+        self._write(pipe, to_client=not from_client)  # passes the EOF on once drained
+
+    def _write(self, pipe: _Pipe, to_client: bool) -> None:
+        sock = pipe.client if to_client else pipe.upstream
+        buffer = pipe.to_client if to_client else pipe.to_upstream
+        if sock is None or pipe.connecting or pipe.done:
+            return
+        if buffer:
+            try:
+                sent = sock.send(buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._broken(pipe, to_client, exc)
+                return
+            del buffer[:sent]
+        source_eof = pipe.upstream_eof if to_client else pipe.client_eof
+        if not buffer and source_eof:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the peer is gone; its side reports that on its own
+
+    def _broken(self, pipe: _Pipe, client_side: bool, exc: OSError) -> None:
+        """One side reset (or broke) the connection: reset the other side too."""
+        who = "client" if client_side else "server"
+        pipe.record.add("note", text=f"the {who} reset the connection ({exc})")
+        pipe.record.ended = pipe.record.ended or f"{who} reset"
+        for sock in pipe.sockets():
+            _abort(sock)
+        pipe.done = True
+
+    def _maybe_done(self, pipe: _Pipe) -> None:
+        if pipe.client_eof and pipe.upstream_eof and not pipe.to_client and not pipe.to_upstream:
+            pipe.done = True
+
+    def _finish(self, pipe: _Pipe) -> None:
+        for sock in pipe.sockets():
+            try:
+                sock.close()
+            except OSError:
+                pass
+        log.info("%r: connection #%d ended (%s)", self, pipe.record.number, pipe.record.ended)
+        with self._changed:
+            self._finished += 1
+            self._changed.notify_all()
+
+
+def _abort(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0, so the peer gets ECONNRESET."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def _resolve_target(target: Any) -> tuple[str, int, Any]:
+    """(description, family, address) of the real server a proxy forwards to."""
+    if isinstance(target, os.PathLike):
+        target = os.fspath(target)
+    if isinstance(target, str) and target:
+        family = getattr(socket, "AF_UNIX", None)
+        if family is None:
+            raise OSError(errno.EAFNOSUPPORT, "Unix-domain sockets are not available here")
+        return _describe_address(None, None, target), family, target
+    if (
+        isinstance(target, Sequence) and len(target) == 2
+        and isinstance(target[0], str) and target[0]
+        and isinstance(target[1], int) and not isinstance(target[1], bool)
+        and 0 < target[1] <= 65535
+    ):
+        host, port = target
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise OSError(f"cannot resolve the real server {host!r}: {exc}") from exc
+        family, _, _, _, address = infos[0]
+        return _describe_address(host, port, None), family, address
+    raise TypeError(
+        f"target must be (host, port) of the real server, or a Unix socket path, "
+        f"not {target!r}"
+    )
