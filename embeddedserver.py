@@ -39,7 +39,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from embeddedconn import Connection, ServerStopped, StepFailed, Waker
 from embeddedrecord import ConnectionRecord, Event, Failure, render_transcript
@@ -253,6 +253,8 @@ def _describe_address(host: str | None, port: int | None, path: str | None) -> s
 # servers
 # ---------------------------------------------------------------------------
 
+_ServerT = TypeVar("_ServerT", bound="CommandServer")
+
 
 class CommandServer:
     """A fake TCP server that runs a script against each client connection.
@@ -351,6 +353,29 @@ class CommandServer:
         """Where clients connect, as ``socket.connect`` takes it: ``(host, port)`` of the
         first listener for TCP, the path (str) for a Unix socket."""
         return self.addresses[0]
+
+    @classmethod
+    def from_file(
+        cls: type[_ServerT],
+        path: str | os.PathLike[str],
+        *,
+        exact: bool = False,
+        keep_timing: bool = False,
+        **kwargs: Any,
+    ) -> _ServerT:
+        """Start a server running the script in a script file (``embeddedscriptfile``
+        describes the format; ``embeddedreplay.RecordingProxy`` records one).
+
+        *exact*: recorded client data must arrive byte for byte (else it is only read);
+        *keep_timing*: ``delay`` lines pause (else they are dropped). Other keyword
+        arguments go to the constructor. Raises ``ScriptSyntaxError`` (a ValueError)
+        naming the line of a mistake, OSError if the file cannot be read.
+
+            server = CommandServer.from_file("conversation.script", verbose=False)
+        """
+        from embeddedreplay import load_script  # embeddedreplay imports this module
+
+        return cls(load_script(path, exact=exact, keep_timing=keep_timing), **kwargs)
 
     # -- context manager -----------------------------------------------------
 
