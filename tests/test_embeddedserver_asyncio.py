@@ -162,7 +162,7 @@ async def test_async_context_manager_style_use() -> None:
 
 
 def test_without_a_loop_it_is_a_clear_runtime_error() -> None:
-    with pytest.raises(RuntimeError, match="needs an event loop.*loop="):
+    with pytest.raises(RuntimeError, match=r"needs an event loop.*loop="):
         AsyncioCommandServer([RECEIVE, "x"], verbose=False)
 
 

@@ -178,7 +178,7 @@ def test_smtplib_sends_mail_through_a_scripted_dialogue() -> None:
 
 
 def test_smtplib_sees_a_rejected_recipient() -> None:
-    script = smtp_dialogue()[:6] + ["550 No such user\r\n", Expect(b"rset\r\n"), "250 OK\r\n"]
+    script = [*smtp_dialogue()[:6], "550 No such user\r\n", Expect(b"rset\r\n"), "250 OK\r\n"]
     with serving(script) as srvr:
         smtp = smtplib.SMTP("127.0.0.1", srvr.port, timeout=CLIENT_TIMEOUT)
         try:

@@ -296,7 +296,7 @@ def test_server_for_test_with_another_class_and_bad_testcase() -> None:
             self.assertIsInstance(server, OneShotServer)
 
     assert _run_testcase(Case).wasSuccessful()
-    with pytest.raises(TypeError, match="unittest.TestCase"):
+    with pytest.raises(TypeError, match=r"unittest\.TestCase"):
         server_for_test(object(), "x")
 
 
@@ -345,7 +345,7 @@ def test_per_connection_plan_without_fallback_fails_an_extra_connection() -> Non
 
 def test_wait_for_connections_times_out_saying_how_many() -> None:
     with CommandServer("x", verbose=False) as srvr:
-        with pytest.raises(TimeoutError, match="0 of 1 connections finished within 0.1 s"):
+        with pytest.raises(TimeoutError, match=r"0 of 1 connections finished within 0\.1 s"):
             srvr.wait_for_connections(1, timeout=0.1)
         with pytest.raises(TimeoutError, match="0 of 2 connections accepted"):
             srvr.wait_for_connections(2, timeout=0.1, finished=False)
@@ -432,7 +432,7 @@ def test_busy_port_is_an_os_error_naming_the_port(host: str) -> None:
 
 
 def test_an_unresolvable_host_is_an_os_error_naming_it() -> None:
-    with pytest.raises(OSError, match="no-such-host.invalid"):
+    with pytest.raises(OSError, match=r"no-such-host\.invalid"):
         CommandServer("x", host="no-such-host.invalid", verbose=False)
 
 
