@@ -1060,6 +1060,26 @@ def test_sockets_made_by_another_thread_are_captured_and_waited_for() -> None:
     assert found == made
 
 
+def test_sockets_made_by_many_threads_at_once_are_each_captured_once() -> None:
+    start = threading.Barrier(8, timeout=TIMEOUT)
+    made: list[socket.socket] = []
+
+    def make() -> None:
+        start.wait()
+        made.append(socket.socket())
+
+    with capture_sockets() as captured:
+        workers = [threading.Thread(target=make, name=f"maker-{n}") for n in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(TIMEOUT)
+    for sock in made:
+        sock.close()
+    assert len(made) == 8
+    assert sorted(map(id, captured)) == sorted(map(id, made))
+
+
 def test_wait_for_times_out_naming_what_arrived() -> None:
     with capture_sockets() as captured, pytest.raises(TimeoutError, match=r"for 1 .* got 0"):
         captured.wait_for(1, timeout=0.01)
@@ -1217,13 +1237,13 @@ def test_smtplib_sendmail_is_recorded_command_by_command(
         with smtplib.SMTP(server.host, server.port, timeout=TIMEOUT) as client:
             client.sendmail("a@example.com", ["b@example.com"], b"Subject: hi\r\n\r\nbody\r\n")
     [sock] = captured
-    assert sock.data_out == (
+    assert sock.data_out.lower() == (  # the case of the verbs varies with Python's version
         b"ehlo [127.0.0.1]\r\n"
-        b"mail FROM:<a@example.com>\r\n"
-        b"rcpt TO:<b@example.com>\r\n"
+        b"mail from:<a@example.com>\r\n"
+        b"rcpt to:<b@example.com>\r\n"
         b"data\r\n"
-        b"Subject: hi\r\n\r\nbody\r\n.\r\n"
-        b"QUIT\r\n"
+        b"subject: hi\r\n\r\nbody\r\n.\r\n"
+        b"quit\r\n"
     )
     assert sock.sendall_calls == 6  # one per command, one for the message
     assert sock.data_in.startswith(b"220 test.invalid ESMTP\r\n")
@@ -1236,7 +1256,7 @@ def test_smtplib_break_on_rcpt_gives_server_disconnected(
 ) -> None:
     server, received = smtp_server
     reset = ConnectionResetError(errno.ECONNRESET, "gotcha")
-    with capture_sockets(setup=lambda s: s.break_on(b"rcpt TO:", reset)) as captured:
+    with capture_sockets(setup=lambda s: s.break_on(b":<b@example.com>", reset)) as captured:
         client = smtplib.SMTP(server.host, server.port, timeout=TIMEOUT)
         try:
             with pytest.raises(smtplib.SMTPServerDisconnected):
@@ -1245,9 +1265,9 @@ def test_smtplib_break_on_rcpt_gives_server_disconnected(
             client.close()
     [sock] = captured
     assert sock.cues[0].fired == 1
-    assert sock.data_out.endswith(b"mail FROM:<a@example.com>\r\n")
-    assert b"rcpt" not in sock.data_out
-    assert b"rcpt" not in b"".join(received)
+    assert sock.data_out.lower().endswith(b"mail from:<a@example.com>\r\n")
+    assert b"<b@example.com>" not in sock.data_out
+    assert b"<b@example.com>" not in b"".join(received)
     assert sock.fileno() == -1  # smtplib closed it on the error
 
 
