@@ -390,6 +390,7 @@ def _compare(
     if got == want:
         return
     offset = next(i for i in range(len(got)) if got[i] != want[i]) + start - base
+    got.release()  # else the traceback keeps the buffer exported: no resize while handling
     raise Mismatch(
         f"wrong bytes at offset {offset}", what, bytes(buffer[base:end]), offset
     )
