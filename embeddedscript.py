@@ -391,9 +391,9 @@ def _compare(
         return
     offset = next(i for i in range(len(got)) if got[i] != want[i]) + start - base
     got.release()  # else the traceback keeps the buffer exported: no resize while handling
-    raise Mismatch(
-        f"wrong bytes at offset {offset}", what, bytes(buffer[base:end]), offset
-    )
+    # Everything that arrived, not just the expected length: a user needs to see what
+    # the client said instead ("GET / HTTP/1.1..." rather than the first 6 bytes of it).
+    raise Mismatch(f"wrong bytes at offset {offset}", what, bytes(buffer[base:]), offset)
 
 
 class Expect(ReadStep):
