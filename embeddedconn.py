@@ -92,6 +92,14 @@ class Waker:
 _IN = select.POLLIN | select.POLLPRI
 _OUT = select.POLLOUT
 _ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+#: poll() takes a C int of milliseconds: a longer (or infinite) wait is several polls.
+_MAX_POLL_MS = 2**31 - 1
+
+
+def _poll_ms(deadline: float) -> int:
+    """Milliseconds left until *deadline* (monotonic), rounded up, as poll() takes them."""
+    left = (deadline - time.monotonic()) * 1000 + 0.999
+    return max(0, int(left)) if left < _MAX_POLL_MS else _MAX_POLL_MS
 
 
 class Connection:
@@ -147,7 +155,7 @@ class Connection:
             if deadline is None:
                 ms = None
             else:
-                ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+                ms = _poll_ms(deadline)
             ready = self._poll.poll(ms)
             if not ready:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -162,8 +170,7 @@ class Connection:
         """Wait *seconds* (ends early, with ServerStopped, if the server stops)."""
         deadline = time.monotonic() + seconds
         while True:
-            ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-            if self._wake_poll.poll(ms):
+            if self._wake_poll.poll(_poll_ms(deadline)):
                 raise ServerStopped()
             if time.monotonic() >= deadline:
                 return
@@ -431,7 +438,11 @@ class Connection:
         self.record.add("note", text="hanging" + (f" for {seconds:g} s" if seconds else ""))
         deadline = None if seconds is None else time.monotonic() + seconds
         while not self.inbox.eof:
-            if not self._fill(deadline):
+            try:
+                if not self._fill(deadline):
+                    return
+            except ConnectionResetError:  # giving up with a reset is still giving up
+                self._finish("client reset", tls_goodbye=False)
                 return
             if self.inbox.buffer:
                 self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(while hanging)")
