@@ -244,6 +244,12 @@ def test_expect_eof_mid_step_reports_where_the_data_ended() -> None:
     assert "closed" in exc.reason
 
 
+def test_expect_mismatch_carries_everything_that_arrived() -> None:
+    exc = mismatch(Expect(b"PING"), b"GET / HTTP/1.1\r\n")
+    assert exc.offset == 0
+    assert exc.received == b"GET / HTTP/1.1\r\n"
+
+
 def test_expect_binary_mismatch() -> None:
     exc = mismatch(Expect(b"\x00\x01\x02\x03"), b"\x00\x01\xff")
     assert exc.offset == 2

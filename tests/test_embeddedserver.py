@@ -357,6 +357,15 @@ def test_exact_mismatch_fails_at_the_first_wrong_byte_without_waiting() -> None:
     assert srvr.errors[0].kind == "mismatch"
 
 
+def test_mismatch_shows_all_that_arrived_not_just_the_expected_length() -> None:
+    with serving([Expect(b"PING\r\n")], timeout=LONG) as srvr, client(srvr) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        end_of_stream(sock)
+        text = failure_text(srvr)
+    assert "received: b'GET / HTTP/1.1\\r\\n'" in text
+    assert "expected b'P' (0x50), got b'G' (0x47)" in text
+
+
 def test_binary_mismatch_is_shown_in_hex() -> None:
     with serving([ExpectFrame(b"\x01\x02\x03")], timeout=LONG) as srvr, client(srvr) as sock:
         sock.sendall(struct.pack(">I", 3) + b"\x01\xff\x03")
@@ -466,14 +475,31 @@ def test_client_that_never_reads_fails_a_big_send_at_the_timeout() -> None:
     assert 0 < len(record.sent) < len(big)  # the part that did go out is recorded
 
 
-def test_client_reset_is_recorded() -> None:
-    with serving([RECEIVE, Hang()], timeout=LONG) as srvr:
+def abort(sock: socket.socket) -> None:
+    """Make the coming close() a reset (RST) rather than a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_client_reset_during_a_read_step_is_a_failure() -> None:
+    with serving([ReadLine(), ReadLine()], timeout=LONG) as srvr:
         with client(srvr) as sock:
-            sock.sendall(b"bye")
+            sock.sendall(b"one\n")
             srvr.wait_for_connections(1, finished=False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            abort(sock)
         text = failure_text(srvr)
-    assert "the client reset the connection (ECONNRESET)" in text
+    assert "step 1 of 2: ReadLine(): the client reset the connection (ECONNRESET)" in text
+    assert srvr.connections[0].ended == "client reset"
+    assert srvr.errors[0].kind == "reset"
+
+
+def test_client_reset_during_hang_is_a_client_giving_up_not_a_failure() -> None:
+    with serving([ReadLine(), Hang()], timeout=LONG) as srvr:
+        with client(srvr) as sock:
+            sock.sendall(b"hello?\n")
+            srvr.wait_for_connections(1, finished=False)
+            abort(sock)
+        srvr.wait_for_connections(1)
+    srvr.check()
     assert srvr.connections[0].ended == "client reset"
 
 
