@@ -1,0 +1,695 @@
+"""The command line: STEP syntax, serving (in-process and as ``python -m embeddedserver``),
+Ctrl-C, bad arguments, the demo, and the python examples of docs/cli.md.
+
+In-process tests run ``main()`` on the test's thread with ``--count`` while a helper
+thread drives a client; the client learns the port from the first line ``main`` prints
+(stdout is replaced by a console that signals that line). Subprocess tests read the
+child's stdout for the same reason: nothing here sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import math
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import embeddedcli
+from embeddedcli import main, parse_step, run_demo, unescape
+from embeddedscript import (
+    AcceptAndClose,
+    Close,
+    Delay,
+    Drip,
+    Expect,
+    ExpectClose,
+    ExpectFrame,
+    ExpectRegex,
+    Garbage,
+    HalfClose,
+    Hang,
+    ReadFrame,
+    ReadLine,
+    ReadUntil,
+    ReadUntilClose,
+    Receive,
+    Reset,
+    Send,
+    SendFrame,
+    Step,
+    http_response,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+WAIT = 30.0  # generous: a loaded 2-core machine must never time out a passing test
+CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+class _Console(io.TextIOBase):
+    """A stdout stand-in: keeps what is written, and signals the first line (the port)."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._lock = threading.Lock()
+        self.first_line = threading.Event()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._parts.append(text)
+            if "\n" in "".join(self._parts):
+                self.first_line.set()
+        return len(text)
+
+    def getvalue(self) -> str:
+        with self._lock:
+            return "".join(self._parts)
+
+    @property
+    def port(self) -> int:
+        return int(self.getvalue().splitlines()[0])
+
+
+def _run_cli(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], client: Callable[[int], Any]
+) -> tuple[int, str, Any]:
+    """Run ``main(args)`` here while *client(port)* runs on a thread; return the exit
+    code, everything main printed and what the client returned (or raise its error)."""
+    console = _Console()
+    monkeypatch.setattr(sys, "stdout", console)
+    outcome: dict[str, Any] = {}
+    main_done = threading.Event()
+
+    def drive() -> None:
+        console.first_line.wait(WAIT)
+        if main_done.is_set() and not console.getvalue():
+            return
+        try:
+            outcome["value"] = client(console.port)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=drive, name="cli-test-client")
+    thread.start()
+    try:
+        code = main(args)
+    finally:
+        main_done.set()
+        console.first_line.set()
+        thread.join(WAIT)
+    monkeypatch.undo()
+    if "error" in outcome:
+        raise outcome["error"]
+    return code, console.getvalue(), outcome.get("value")
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+
+
+def _read_to_eof(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _exchange(send: bytes, shut: bool = False) -> Callable[[int], bytes]:
+    """A raw client: send *send* (then shut the write side if *shut*), read to EOF."""
+
+    def client(port: int) -> bytes:
+        with _connect(port) as sock:
+            sock.sendall(send)
+            if shut:
+                sock.shutdown(socket.SHUT_WR)
+            return _read_to_eof(sock)
+
+    return client
+
+
+def _http_get(port: int) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello", timeout=WAIT) as response:
+        body: bytes = response.read()
+        return body
+
+
+@pytest.fixture
+def child() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``python -m embeddedserver ARGS`` with piped output; kill it if a test fails."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "embeddedserver", *args], cwd=ROOT, env=CHILD_ENV,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=WAIT)  # reaps it and closes its pipes
+
+
+def _port_line(proc: subprocess.Popen[str]) -> int:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip().isdigit(), f"first line is not a port: {line!r}"
+    return int(line)
+
+
+# ---------------------------------------------------------------------------
+# step syntax
+# ---------------------------------------------------------------------------
+
+
+def test_unescape_decodes_escapes_and_utf8() -> None:
+    assert unescape(r"a\r\n\t\0\\b") == b"a\r\n\t\0\\b"
+    assert unescape(r"\xff\x00\x7F") == b"\xff\x00\x7f"
+    assert unescape("café") == "café".encode()
+    assert unescape("") == b""
+
+
+@pytest.mark.parametrize("text", [r"\q", "tail\\", r"\x4", r"\xZZ"])
+def test_unescape_rejects_unknown_escapes(text: str) -> None:
+    with pytest.raises(ValueError, match=r"unknown escape .*use \\r \\n"):
+        unescape(text)
+
+
+STEPS: list[tuple[str, Step]] = [
+    ("recv", Receive()),
+    ("recv:20", Receive(20)),
+    ("recv,timeout=2:5", Receive(5, timeout=2)),
+    ("receive", Receive()),
+    ("headers", ReadUntil(b"\r\n\r\n")),
+    (r"until:\r\n\r\n", ReadUntil(b"\r\n\r\n")),
+    ("until,timeout=1.5:;", ReadUntil(b";", timeout=1.5)),
+    ("line", ReadLine()),
+    ("frame", ReadFrame()),
+    ("frame,prefix=>H", ReadFrame(">H")),
+    ("untilclose", ReadUntilClose()),
+    (r"expect:HELLO\r\n", Expect(b"HELLO\r\n")),
+    (r"regex:GET /\S+ HTTP/1\.1\r\n", ExpectRegex(rb"GET /\S+ HTTP/1\.1\r\n")),
+    ("expectframe:hi", ExpectFrame(b"hi")),
+    ("expectframe,prefix=!B:hi", ExpectFrame(b"hi", "!B")),
+    ("expectclose", ExpectClose()),
+    ("expect-close", ExpectClose()),
+    ("send:hello world", Send(b"hello world")),
+    (r"send:a:b,c\x00", Send(b"a:b,c\x00")),
+    ("sendframe:hi", SendFrame(b"hi")),
+    ("garbage:100", Garbage(100)),
+    ("garbage,seed=3:10", Garbage(10, seed=3)),
+    ("drip:abc", Drip(b"abc")),
+    ("drip,chunk=4,interval=0.2:hello", Drip(b"hello", chunk=4, interval=0.2)),
+    ("delay:0.5", Delay(0.5)),
+    ("close", Close()),
+    ("reset", Reset()),
+    ("halfclose", HalfClose()),
+    ("half-close", HalfClose()),
+    ("HalfClose", HalfClose()),
+    ("hang", Hang()),
+    ("hang:2", Hang(2)),
+    ("acceptclose", AcceptAndClose()),
+]
+
+
+@pytest.mark.parametrize(("text", "step"), STEPS, ids=[t for t, _ in STEPS])
+def test_parse_step_builds_the_same_step_as_python(text: str, step: Step) -> None:
+    parsed = parse_step(text)
+    assert type(parsed) is type(step)
+    assert repr(parsed) == repr(step)
+    if isinstance(step, Send):
+        assert isinstance(parsed, Send) and parsed.data == step.data
+
+
+@pytest.mark.parametrize(
+    ("text", "body", "status", "headers"),
+    [
+        ("http:200:hello", b"hello", 200, None),
+        ("http:404", b"", 404, None),
+        (r"http:503:busy: try later\n", b"busy: try later\n", 503, None),
+        ('http,type=application/json:200:{"ok": true}', b'{"ok": true}', 200,
+         {"Content-Type": "application/json"}),
+    ],
+)
+def test_http_step_sends_a_whole_response(
+    text: str, body: bytes, status: int, headers: dict[str, str] | None
+) -> None:
+    step = parse_step(text)
+    assert isinstance(step, Send)
+    assert step.data == http_response(body, status, headers=headers)
+
+
+BAD_STEPS = [
+    ("bogus:1", r"unknown step 'bogus' in 'bogus:1'; steps are: recv\[:N\], headers"),
+    ("recv:abc", r"bad step 'recv:abc': N must be a whole number, not 'abc' \(use recv"),
+    ("recv:-1", "N must be >= 0"),
+    ("until", r"until needs an argument \(use until\[,timeout=\.\.\.\]:DELIM\)"),
+    ("close:now", "close takes no argument"),
+    (r"send:\q", r"unknown escape '\\\\q'"),
+    ("regex:(", "invalid regex"),
+    ("drip,speed=3:x", r"unknown option 'speed=3' for drip \(options: chunk, interval\)"),
+    ("drip,chunk=0:x", "chunk must be >= 1"),
+    ("recv,timeout=0", "timeout must be > 0"),
+    ("recv,timeout", "option timeout needs a value"),
+    ("delay:-1", "must be a finite number of seconds >= 0"),
+    ("delay:soon", "must be a number of seconds"),
+    ("garbage:0", "N must be >= 1"),
+    ("http:abc", "the HTTP status must be a whole number"),
+    ("http:1000:x", "100 to 999"),
+    ("frame,prefix=>Z", "not a valid struct format"),
+    ("sendframe,prefix=>B:" + "x" * 300, "does not fit"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_STEPS, ids=[t[:20] for t, _ in BAD_STEPS])
+def test_parse_step_rejects_bad_syntax_naming_it(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_step(text)
+
+
+def test_every_step_name_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for spec in embeddedcli._SPECS:
+        assert spec.usage in out
+    assert "next" in out and "drip,chunk=4,interval=0.2:hello" in out
+
+
+# ---------------------------------------------------------------------------
+# bad arguments: exit code 2 and a message naming the argument
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bogus:1"], "argument STEP: unknown step 'bogus' in 'bogus:1'; steps are: recv"),
+        (["recv", "send:\\q"], "argument STEP: bad step 'send:\\\\q': TEXT: unknown escape"),
+        ([], "give at least one STEP"),
+        (["--count", "0", "recv"], "argument --count: expected a whole number >= 1, not '0'"),
+        (["--port", "70000", "recv"], "argument --port: expected a port from 0"),
+        (["--timeout", "0", "recv"], "argument --timeout: expected a number of seconds > 0"),
+        (["--demo", "recv"], "--demo takes no STEP arguments"),
+        (["reset", "send:x"], "step 1 (Send(b'x')) can never run: step 0 (Reset()) ends"),
+        (["halfclose", "send:x"], "would write after HalfClose()"),
+        (["recv", "next", "next", "send:x"], "script 2 is empty"),
+        (["--nope", "recv"], "unrecognized arguments: --nope"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m embeddedserver" in err
+    assert message in err
+
+
+def test_busy_port_exits_2_naming_the_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["--port", str(port), "recv"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on '127.0.0.1' port {port}" in err
+
+
+# ---------------------------------------------------------------------------
+# serving, in-process
+# ---------------------------------------------------------------------------
+
+
+def test_serves_an_http_client_and_prints_the_port_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, body = _run_cli(
+        monkeypatch, ["--count", "1", "headers", "http:200:hello"], _http_get
+    )
+    assert body == b"hello"
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].isdigit()
+    assert f"serving on 127.0.0.1:{lines[0]} until 1 connection served" in out
+    assert "  0: ReadUntil(b'\\r\\n\\r\\n')" in out
+    assert re.search(r"^#1 +[\d.]+s  connected from 127\.0\.0\.1:\d+$", out, re.M)
+    assert re.search(r"^#1 .*<- client \d+ bytes  b'GET /hello HTTP/1\.1\\r\\n", out, re.M)
+    assert re.search(r"^#1 .*-> server \d+ bytes  b'HTTP/1\.1 200 OK", out, re.M)
+    assert lines[-1] == "served 1 connection: no failures"
+
+
+def test_a_failed_expectation_exits_1_with_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, reply = _run_cli(
+        monkeypatch, ["--count", "1", r"expect:PING\r\n", r"send:PONG\r\n"],
+        _exchange(b"PONG\r\n"),
+    )
+    assert reply == b""  # the server hung up at the wrong byte
+    assert code == 1
+    assert "#1 FAILED step 0 of 2: Expect(b'PING\\r\\n'): wrong bytes at offset 1" in out
+    assert "served 1 connection: 1 failure" in out
+    assert "CommandServer on 127.0.0.1:" in out and "1 failure" in out
+    assert "first difference at byte offset 1: expected b'I' (0x49), got b'O' (0x4f)" in out
+
+
+def test_a_matching_client_passes_the_expectation(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, reply = _run_cli(
+        monkeypatch, ["--count", "1", r"expect:PING\r\n", r"send:PONG\r\n"],
+        _exchange(b"PING\r\n"),
+    )
+    assert (code, reply) == (0, b"PONG\r\n")
+
+
+def test_next_gives_each_connection_its_own_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    def retrying_client(port: int) -> list[str]:
+        seen = []
+        for _ in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+            try:
+                conn.request("GET", "/")
+                seen.append(conn.getresponse().read().decode())
+                return seen
+            except ConnectionResetError as exc:
+                seen.append(type(exc).__name__)
+            finally:
+                conn.close()
+        return seen
+
+    code, out, seen = _run_cli(
+        monkeypatch,
+        ["--count", "2", "headers", "reset", "next", "headers", "http:200:ok"],
+        retrying_client,
+    )
+    assert (code, seen) == (0, ["ConnectionResetError", "ok"])
+    assert "script for connection 1:" in out and "script for connection 2 and later:" in out
+    assert "#1 " in out and "server reset" in out
+
+
+def test_next_serves_later_connections_with_the_last_script(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def three(port: int) -> list[bytes]:
+        return [_exchange(b"x", shut=True)(port) for _ in range(3)]
+
+    code, _, replies = _run_cli(
+        monkeypatch, ["--count", "3", "recv", "send:one", "next", "recv", "send:more"], three
+    )
+    assert (code, replies) == (0, [b"one", b"more", b"more"])
+
+
+def test_quiet_prints_only_the_port_and_the_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = _run_cli(
+        monkeypatch, ["--quiet", "--count", "1", "recv", "send:hi"], _exchange(b"x")
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].isdigit()
+    assert lines[1:] == ["served 1 connection: no failures"]
+
+
+def test_quiet_still_prints_the_failure_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = _run_cli(
+        monkeypatch, ["--quiet", "--count", "1", "expect:A"], _exchange(b"B")
+    )
+    assert code == 1
+    assert "FAILED" not in out  # no live lines
+    assert "served 1 connection: 1 failure" in out and "wrong bytes at offset 0" in out
+
+
+def test_concurrent_serves_a_second_client_while_the_first_is_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def two_at_once(port: int) -> tuple[bytes, bytes]:
+        with _connect(port) as first, _connect(port) as second:
+            second.sendall(b"2")  # answered although the first client has sent nothing
+            second_reply = _read_to_eof(second)
+            first.sendall(b"1")
+            return _read_to_eof(first), second_reply
+
+    code, out, replies = _run_cli(
+        monkeypatch, ["--concurrent", "--count", "2", "recv", "send:ok"], two_at_once
+    )
+    assert (code, replies) == (0, (b"ok", b"ok"))
+    assert "concurrently" in out
+
+
+def test_timeout_option_fails_a_silent_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, reply = _run_cli(
+        monkeypatch, ["--count", "1", "--timeout", "0.2", "recv", "send:late"],
+        _exchange(b""),
+    )
+    assert reply == b""
+    assert code == 1
+    assert "timed out after 0.2 s waiting for any bytes (the client sent nothing)" in out
+
+
+def test_step_timeout_option_overrides_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = _run_cli(
+        monkeypatch, ["--count", "1", "line,timeout=0.2"],
+        _exchange(b""),
+    )
+    assert code == 1
+    assert "timed out after 0.2 s waiting for a line" in out
+
+
+@pytest.mark.parametrize(
+    ("steps", "send", "shut", "expected"),
+    [
+        (["send:hello"], b"", False, b"hello"),
+        (["garbage:10"], b"", False, Garbage(10).data),
+        (["drip,chunk=2,interval=0:abcd"], b"", False, b"abcd"),
+        (["sendframe:hi"], b"", False, b"\x00\x00\x00\x02hi"),
+        (["frame", "send:ok"], struct.pack(">I", 3) + b"abc", False, b"ok"),
+        (["frame,prefix=>H", "send:ok"], struct.pack(">H", 1) + b"a", False, b"ok"),
+        (["expectframe:hi", "send:ok"], b"\x00\x00\x00\x02hi", False, b"ok"),
+        (["line", "line", "send:2"], b"a\nb\n", False, b"2"),
+        (["untilclose", "send:bye"], b"all of it", True, b"bye"),
+        (["recv:6", "send:six"], b"123456", False, b"six"),
+        (["halfclose", "untilclose"], b"late", True, b""),
+        (["send:a", "delay:0", "send:b"], b"", False, b"ab"),
+        (["expectclose"], b"", True, b""),
+        (["hang:0"], b"", False, b""),
+        (["acceptclose"], b"", False, b""),
+        (["regex:END", "send:ok"], b"the END", False, b"ok"),
+    ],
+)
+def test_steps_behave_on_a_real_connection(
+    steps: list[str], send: bytes, shut: bool, expected: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, reply = _run_cli(monkeypatch, ["--count", "1", *steps], _exchange(send, shut))
+    assert reply == expected
+    assert code == 0, out
+
+
+def test_reset_step_gives_the_client_connection_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    def client(port: int) -> str:
+        with _connect(port) as sock:
+            sock.sendall(b"x")
+            try:
+                sock.recv(10)
+            except ConnectionResetError as exc:
+                return type(exc).__name__
+            return "no reset"
+
+    code, out, seen = _run_cli(monkeypatch, ["--count", "1", "recv", "reset"], client)
+    assert (code, seen) == (0, "ConnectionResetError")
+    assert "server reset" in out
+
+
+# ---------------------------------------------------------------------------
+# the real entry point: python -m embeddedserver
+# ---------------------------------------------------------------------------
+
+
+def test_module_entry_point_serves_count_connections(child: Any) -> None:
+    proc = child("--count", "1", "headers", "http:200:hello from the shell")
+    port = _port_line(proc)
+    assert _http_get(port) == b"hello from the shell"
+    out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 0, err
+    assert "<- client" in out and "served 1 connection: no failures" in out
+    assert err == ""
+
+
+def test_ctrl_c_stops_cleanly_with_a_summary(child: Any) -> None:
+    proc = child("recv", "send:hi")
+    port = _port_line(proc)
+    assert _exchange(b"x")(port) == b"hi"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 0
+    assert "stopped by Ctrl-C after 1 connection: no failures" in out
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+def test_ctrl_c_during_a_hang_stops_the_connection(child: Any) -> None:
+    proc = child("recv", "hang")
+    port = _port_line(proc)
+    assert proc.stdout is not None
+    with _connect(port) as sock:
+        sock.sendall(b"x")
+        for line in proc.stdout:  # wait until the server is hanging
+            if "hanging" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=WAIT)
+        assert sock.recv(10) == b""  # the server closed on the way out
+    assert proc.returncode == 0
+    assert re.search(r"^#1 .*stopped$", out, re.M)
+    assert "stopped by Ctrl-C after 1 connection: no failures" in out
+    assert "Traceback" not in err
+
+
+def test_sigterm_stops_like_ctrl_c(child: Any) -> None:
+    proc = child("recv")
+    _port_line(proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 0
+    assert "stopped by SIGTERM after 0 connections: no failures" in out
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_after_a_failure_exits_1_with_the_report(child: Any) -> None:
+    proc = child("expect:A")
+    port = _port_line(proc)
+    assert proc.stdout is not None
+    _exchange(b"B")(port)
+    for line in proc.stdout:  # the live failure line: the server has recorded it
+        if "FAILED" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 1
+    assert "stopped by Ctrl-C after 1 connection: 1 failure" in out
+    assert "wrong bytes at offset 0" in out
+    assert "Traceback" not in err
+
+
+def test_module_entry_point_rejects_bad_steps_with_exit_2(child: Any) -> None:
+    proc = child("recv", "snd:hello")
+    out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 2
+    assert out == ""
+    assert "usage: python -m embeddedserver" in err
+    assert "argument STEP: unknown step 'snd' in 'snd:hello'; steps are:" in err
+
+
+# ---------------------------------------------------------------------------
+# the demo
+# ---------------------------------------------------------------------------
+
+DEMO_LINES = [
+    "[1/7] The server resets the connection",
+    "client saw: ConnectionResetError:",
+    "client saw: read() returned b'this body arrived a few bytes at a time'",
+    "client saw: TimeoutError: timed out",
+    "client saw: http.client.BadStatusLine:",
+    "attempt 1: HTTPError 503 Service Unavailable; retrying",
+    "attempt 2: 200 OK b'second time lucky'",
+    "client saw: sendmail() returned {} (no recipient refused), QUIT answered 221",
+    "first difference at byte offset 3: expected b'L' (0x4c), got b'O' (0x4f)",
+    "All 7 scenarios behaved as designed.",
+]
+
+
+def test_demo_runs_in_process_and_leaves_nothing_behind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--demo"]) == 0
+    out = capsys.readouterr().out
+    for line in DEMO_LINES:
+        assert line in out
+    assert out.count("-> as designed:") == 7
+    assert "NOT AS DESIGNED" not in out
+
+
+def test_demo_as_a_module_exits_0(child: Any) -> None:
+    proc = child("--demo")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    for line in DEMO_LINES:
+        assert line in out
+    assert err == ""
+
+
+def test_demo_exits_1_when_a_scenario_misbehaves(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = embeddedcli._Scenario(
+        "A server that is expected to hang but answers",
+        "answer at once", ["hello"], "a raw socket", lambda port: repr(_exchange(b"x")(port)),
+        expect_error=TimeoutError,
+    )
+    monkeypatch.setattr(embeddedcli, "_scenarios", lambda: [wrong])
+    assert run_demo() == 1
+    out = capsys.readouterr().out
+    assert "-> NOT AS DESIGNED: expected the client to get TimeoutError, but it succeeded" in out
+    assert "1 of 1 scenarios did NOT behave as designed:" in out
+
+
+def test_demo_exits_1_when_the_server_records_an_unexpected_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = embeddedcli._Scenario(
+        "A client the server does not expect", "expect PING", [Expect(b"PING")],
+        "a raw socket", lambda port: repr(_exchange(b"PONG")(port)),
+    )
+    monkeypatch.setattr(embeddedcli, "_scenarios", lambda: [wrong])
+    assert run_demo() == 1
+    assert "the server recorded 1 failure, expected 0" in capsys.readouterr().out
+
+
+def test_drip_scenario_outlasts_the_client_timeout_by_construction() -> None:
+    drip = embeddedcli._DRIP
+    pauses = math.ceil(len(drip.data) / drip.chunk) - 1
+    assert pauses * drip.interval > embeddedcli._DRIP_TIMEOUT
+    assert drip.interval * 5 <= embeddedcli._DRIP_TIMEOUT  # each gap far below it
+
+
+# ---------------------------------------------------------------------------
+# docs/cli.md
+# ---------------------------------------------------------------------------
+
+_DOC = ROOT / "docs" / "cli.md"
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def _doc_blocks() -> list[tuple[int, str]]:
+    text = _DOC.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in _BLOCK.finditer(text)]
+
+
+@pytest.mark.parametrize(("line", "code"), _doc_blocks(), ids=lambda v: str(v)[:12])
+def test_docs_python_examples_run(
+    line: int, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    exec(compile(code, f"docs/cli.md:{line}", "exec"), {"__name__": f"docs_cli_{line}"})
+
+
+def test_docs_show_every_step() -> None:
+    text = _DOC.read_text(encoding="utf-8")
+    for spec in embeddedcli._SPECS:
+        assert f"`{spec.usage}`" in text, spec.usage
