@@ -392,6 +392,10 @@ class CommandServer:
         self.stop()
         if exc_type is None:
             self.check()
+        elif exc is not None and self.errors and hasattr(exc, "add_note"):  # 3.11+
+            # The block's own error wins, but the server's failures often explain it
+            # (a client error caused by a step that failed): keep them in view.
+            exc.add_note(self.failure_report())
 
     # -- results -------------------------------------------------------------
 
