@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import unittest
 from collections.abc import Iterator
@@ -226,7 +227,7 @@ def test_context_manager_stops_and_checks() -> None:
 
 
 def test_context_manager_does_not_hide_the_error_of_the_block() -> None:
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as info:
         with CommandServer([Expect(b"A")], verbose=False, timeout=LONG) as srvr:
             with client(srvr.port) as sock:
                 sock.sendall(b"B")
@@ -235,6 +236,8 @@ def test_context_manager_does_not_hide_the_error_of_the_block() -> None:
             raise KeyError("the test's own error")
     assert_fully_stopped(srvr)
     assert len(srvr.errors) == 1
+    if sys.version_info >= (3, 11):  # the server's failures ride along as a note
+        assert "wrong bytes at offset 0" in "\n".join(info.value.__notes__)
 
 
 def _run_testcase(case: type[unittest.TestCase]) -> unittest.TestResult:
