@@ -276,13 +276,14 @@ class CommandServer:
         path: listen on this Unix-domain socket file instead of host/port (or, on
             Linux, on the abstract name after a leading NUL: ``"\\0name"``); the file
             is removed when the server stops listening. ``.port`` is then None.
+        on_event: ``on_event(record, event)`` is called on a server thread for each
+            event recorded (the CLI prints its live transcript so); also an attribute.
 
     Raises TypeError/ValueError for a bad script or argument, OSError if it cannot
     listen (e.g. the port is busy).
 
     Callers use ``port``, ``received``, ``errors``, ``connections``, ``transcript()``,
-    ``check()``, ``wait_for_connections()``, ``wait_idle()``, ``stop()``; set ``on_event``
-    to watch events as they happen (the CLI prints its live transcript so). Subclasses may
+    ``check()``, ``wait_for_connections()``, ``wait_idle()``, ``stop()``. Subclasses may
     override ``_on_chunk`` and ``_on_connection_end``.
     """
 
@@ -299,6 +300,7 @@ class CommandServer:
         ssl_context: ssl.SSLContext | None = None,
         backlog: int = 128,
         path: str | os.PathLike[str] | None = None,
+        on_event: Callable[[ConnectionRecord, Event], object] | None = None,
     ) -> None:
         self.plan = commands if isinstance(commands, PerConnection) else None
         self.script = None if self.plan else compile_script(commands)
@@ -316,7 +318,9 @@ class CommandServer:
         self.connections: list[ConnectionRecord] = []
         #: ``on_event(record, event)`` is called on the server thread for every event of
         #: every connection started after it is set (see ``ConnectionRecord.listener``).
-        self.on_event: Callable[[ConnectionRecord, Event], object] | None = None
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be a callable(record, event) or None, not {on_event!r}")
+        self.on_event = on_event
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._accepted = 0
