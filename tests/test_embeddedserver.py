@@ -445,6 +445,48 @@ def test_eof_mid_step_fails_naming_what_arrived() -> None:
     assert "first difference at byte offset 3: the data ended there" in text
 
 
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (Receive(10), "at least 10 bytes"),
+        (ReadUntil(b"\r\n\r\n"), "bytes up to b'\\r\\n\\r\\n'"),
+        (ReadLine(), "a line ending in b'\\n'"),
+        (ReadFrame(), "a frame with a '>I' length prefix"),
+        (ExpectFrame(b"abcdef"), "frame with payload b'abcdef'"),
+        (ExpectRegex(rb"\d+;"), "data matching re.compile(b'\\\\d+;')"),
+        (Expect(len, within=ReadLine()), "a line ending in b'\\n' accepted by len"),
+    ],
+    ids=repr,
+)
+def test_every_read_step_fails_on_eof_mid_step(step: Any, expected: str) -> None:
+    partial = struct.pack(">I", 6) + b"abc"
+    with serving([step], timeout=LONG) as srvr, client(srvr) as sock:
+        sock.sendall(partial)
+        sock.shutdown(socket.SHUT_WR)
+        assert end_of_stream(sock) == "eof"
+        text = failure_text(srvr)
+    assert f"step 0 of 1: {step!r}: the client closed the connection before the step" in text
+    assert f"  expected: {expected}\n" in text
+    assert "  received: " in text
+    assert "received (hex): 00 00 00 06" in text
+    assert srvr.errors[0].kind == "closed"
+
+
+def test_sending_to_a_client_that_reset_fails_the_send_step() -> None:
+    gone = threading.Event()
+    script = [ReadLine(), Call(lambda conn: gone.wait(CLIENT_TIMEOUT)), "x" * 100_000]
+    with serving(script, timeout=LONG) as srvr:
+        with client(srvr) as sock:
+            sock.sendall(b"hi\n")
+            srvr.wait_for_connections(1, finished=False)
+            abort(sock)
+        gone.set()
+        text = failure_text(srvr)
+    assert "step 2 of 3: Send(b'xxxx" in text
+    assert srvr.errors[0].kind in ("reset", "closed")
+    assert re.search(r"the client (reset the connection|had closed the connection)", text)
+
+
 def test_silent_client_fails_the_step_at_its_timeout() -> None:
     with serving([ReadLine(timeout=0.3)], timeout=LONG) as srvr, client(srvr) as sock:
         sock.sendall(b"no newline")
