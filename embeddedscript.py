@@ -112,7 +112,7 @@ def _check_count(value: Any, what: str, minimum: int = 0) -> int:
 def _check_seconds(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, not {value!r}")
-    if value < 0:
+    if not value >= 0:  # also rejects nan, which compares false to everything
         raise ValueError(f"{what} must be >= 0 seconds, not {value!r}")
     return float(value)
 
