@@ -121,6 +121,8 @@ def unescape(text: str) -> bytes:
         elif code == "x" and len(text) >= at + 4 and _is_hex(text[at + 2 : at + 4]):
             out.append(int(text[at + 2 : at + 4], 16))
             i = at + 4
+        elif not code:
+            raise ValueError("a lone backslash at the end: write \\\\ for a backslash")
         else:
             bad = text[at : at + 4] if code == "x" else text[at : at + 2]
             raise ValueError(
@@ -427,7 +429,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Interrupted()
 
 
-def _start_server(plan: Any, args: argparse.Namespace) -> CommandServer:
+def _start_server(
+    plan: Any, args: argparse.Namespace, live: _LiveTranscript
+) -> CommandServer:
     """Start the server with SIGINT/SIGTERM blocked, so its threads inherit the mask
     and those signals always reach the main thread (and interrupt its wait)."""
     blocked = {signal.SIGINT, signal.SIGTERM}
@@ -436,6 +440,7 @@ def _start_server(plan: Any, args: argparse.Namespace) -> CommandServer:
         return CommandServer(
             plan, args.host, args.port, verbose=False, timeout=args.timeout,
             concurrent=args.concurrent, max_connections=args.count,
+            on_event=None if args.quiet else live,
         )
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
@@ -446,13 +451,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         plan, scripts = _build_plan(args.steps)
     except ValueError as exc:
         parser.error(str(exc))
+    live = _LiveTranscript()
     try:
-        server = _start_server(plan, args)
+        server = _start_server(plan, args, live)
     except (OSError, TypeError, ValueError) as exc:
         parser.error(str(exc))
-    live = _LiveTranscript()
-    if not args.quiet:
-        server.on_event = live
     # Ctrl-C and SIGTERM stop the server with a summary, even when this process was
     # started with SIGINT ignored (as a shell script's background job is).
     old: dict[int, Any] = {}

@@ -191,10 +191,15 @@ def test_unescape_decodes_escapes_and_utf8() -> None:
     assert unescape("") == b""
 
 
-@pytest.mark.parametrize("text", [r"\q", "tail\\", r"\x4", r"\xZZ"])
+@pytest.mark.parametrize("text", [r"\q", r"\x4", r"\xZZ"])
 def test_unescape_rejects_unknown_escapes(text: str) -> None:
     with pytest.raises(ValueError, match=r"unknown escape .*use \\r \\n"):
         unescape(text)
+
+
+def test_unescape_rejects_a_lone_trailing_backslash() -> None:
+    with pytest.raises(ValueError, match=r"a lone backslash at the end: write \\\\"):
+        unescape("tail\\")
 
 
 STEPS: list[tuple[str, Step]] = [
