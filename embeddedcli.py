@@ -700,8 +700,8 @@ def _describe_error(exc: BaseException) -> str:
     text = str(exc)
     if not text.isprintable():
         text = repr(text)
-    if len(text) > 100:
-        text = text[:100] + "..."
+    if len(text) > 60:
+        text = text[:60] + "..."
     return f"{name}: {text}" if text else name
 
 
