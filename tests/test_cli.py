@@ -565,6 +565,24 @@ def test_ctrl_c_during_a_hang_stops_the_connection(child: Any) -> None:
     assert "Traceback" not in err
 
 
+def test_ctrl_c_works_when_started_with_sigint_ignored() -> None:
+    # A shell script's background job starts with SIGINT ignored; kill -INT still works.
+    command = f"trap '' INT; exec '{sys.executable}' -m embeddedserver recv"
+    with subprocess.Popen(
+        ["sh", "-c", command], cwd=ROOT, env=CHILD_ENV, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as proc:
+        try:
+            _port_line(proc)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=WAIT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped by Ctrl-C after 0 connections: no failures" in out
+
+
 def test_sigterm_stops_like_ctrl_c(child: Any) -> None:
     proc = child("recv")
     _port_line(proc)
