@@ -246,14 +246,20 @@ class RecordingProxy:
 
     # -- waiting ---------------------------------------------------------------
 
-    def wait_for_connections(self, n: int = 1, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Wait until *n* connections have ended (both sides closed). TimeoutError if not."""
+    def wait_for_connections(
+        self, n: int = 1, timeout: float = DEFAULT_TIMEOUT, *, finished: bool = True
+    ) -> None:
+        """Wait until *n* connections have ended (both sides closed) or, with
+        ``finished=False``, been accepted. Raises TimeoutError saying how many there were."""
         __tracebackhide__ = True
         with self._changed:
-            done = self._changed.wait_for(lambda: self._finished >= n, timeout)
-            count = self._finished
+            done = self._changed.wait_for(
+                lambda: (self._finished if finished else self._accepted) >= n, timeout
+            )
+            count = self._finished if finished else self._accepted
         if not done:
-            raise TimeoutError(f"{count} of {n} connections ended within {timeout} s on {self!r}")
+            what = "ended" if finished else "accepted"
+            raise TimeoutError(f"{count} of {n} connections {what} within {timeout} s on {self!r}")
 
     def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until every connection accepted so far has ended. TimeoutError if not."""
