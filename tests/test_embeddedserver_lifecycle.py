@@ -392,6 +392,7 @@ def test_localhost_listens_on_ipv4_and_ipv6_on_the_same_port() -> None:
     assert peers[:2] == ["127.0.0.1", "::1"]
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.2 is routed on Linux only")
 def test_explicit_host_is_honoured() -> None:
     with CommandServer("ok", host="127.0.0.2", verbose=False) as srvr:
         assert srvr.addresses == [("127.0.0.2", srvr.port)]
