@@ -41,6 +41,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _new_fds(before: dict[int, str]) -> dict[int, str]:
+    # Sockets and pipes are what this library opens; anything else (a log file
+    # pytest opened, a pyc cache) is not ours to judge.
+    return {
+        fd: target
+        for fd, target in _open_fds().items()
+        if (fd not in before or before[fd] != target)
+        and target.startswith(("socket:", "pipe:", "anon_inode:"))
+    }
+
+
 @pytest.fixture(autouse=True)
 def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("allow_leaks"):
@@ -53,16 +64,10 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     for thread in new_threads:
         thread.join(_THREAD_GRACE)
     alive = [t for t in new_threads if t.is_alive()]
-    gc.collect()
-    fds_after = _open_fds()
-    leaked = {
-        fd: target
-        for fd, target in fds_after.items()
-        if fd not in fds_before or fds_before[fd] != target
-    }
-    # Sockets and pipes are what this library opens; anything else (a log file
-    # pytest opened, a pyc cache) is not ours to judge.
-    leaked = {fd: t for fd, t in leaked.items() if t.startswith(("socket:", "pipe:", "anon_inode:"))}
+    leaked = _new_fds(fds_before)
+    if leaked:  # an unreferenced socket is closed by its finaliser: collect, then look again
+        gc.collect()
+        leaked = _new_fds(fds_before)
     problems = []
     if alive:
         problems.append("threads left running: " + ", ".join(repr(t.name) for t in alive))
