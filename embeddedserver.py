@@ -342,6 +342,7 @@ class CommandServer:
             self.host = self.port = None
             self.addresses = [self.path]
         self._where = _describe_address(self.host, self.port, self.path)
+        self._tag = self._where if self.path is not None else f":{self.port}"  # messages
         self._waker = Waker()
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"embeddedserver:{self._where}", daemon=True
@@ -631,13 +632,13 @@ class CommandServer:
             self.errors.append(failure)
         log.warning("%s: %s", self, failure.summary)
         if self.verbose:
-            print(f"[embeddedserver :{self.port}] FAILED {failure.message()}", flush=True)
+            print(f"[embeddedserver {self._tag}] FAILED {failure.message()}", flush=True)
 
     def _emit(self, record: ConnectionRecord, text: str) -> None:
         if log.isEnabledFor(logging.INFO):
-            log.info("[:%s] #%s %s", self.port, record.number, text)
+            log.info("[%s] #%s %s", self._tag, record.number, text)
         if self.verbose:
-            print(f"[embeddedserver :{self.port}] #{record.number} {text}", flush=True)
+            print(f"[embeddedserver {self._tag}] #{record.number} {text}", flush=True)
 
     # -- hooks for subclasses --------------------------------------------------
 
