@@ -188,6 +188,15 @@ def test_failure_report_names_the_socket_path(tmp_path: Path) -> None:
         server.check()
 
 
+def test_verbose_output_names_the_socket(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(tmp_path / "loud.sock")
+    with CommandServer([RECEIVE, "pong"], path=path) as server:
+        _exchange(path, b"ping")
+        server.wait_idle()
+    assert f"[embeddedserver unix:{path}] #1 connected" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------
 # the socket file's life
 # ---------------------------------------------------------------------------
