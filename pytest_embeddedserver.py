@@ -985,6 +985,10 @@ class TcpServerFactory:
                 server.stop()
         return "\n\n".join(reports) or None
 
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
     def report_sections(self) -> list[tuple[str, str]]:
         return [
             (f"embeddedserver: {s.name} on port {s.service_port}", _section_text(s, s.failure))
@@ -1033,6 +1037,10 @@ class CommandServerFactory:
                 reports.append(str(exc))
         return "\n\n".join(reports) or None
 
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
     def report_sections(self) -> list[tuple[str, str]]:
         return [
             (f"embeddedserver: {type(s).__name__} on port {s.port}",
@@ -1047,6 +1055,8 @@ class CommandServerFactory:
 
 
 class _Reporter(Protocol):
+    def stop(self) -> None: ...
+
     def report_sections(self) -> list[tuple[str, str]]: ...
 
 
@@ -1087,7 +1097,10 @@ def pytest_runtest_makereport(
     if report.when == "call":
         item.stash[_CALL_PASSED] = report.passed
     if report.failed and not item.stash.get(_SECTIONS_ADDED, False):
-        sections = [s for r in item.stash.get(_REPORTERS, []) for s in r.report_sections()]
+        reporters = item.stash.get(_REPORTERS, [])
+        for reporter in reporters:  # a stopped server's transcript is complete and final
+            reporter.stop()
+        sections = [s for r in reporters for s in r.report_sections()]
         if sections:
             item.stash[_SECTIONS_ADDED] = True
             report.sections.extend(sections)
