@@ -53,7 +53,25 @@ _FAST = ("-p", "no:hypothesispytest", "-p", "no:benchmark")
 def _run(pytester: pytest.Pytester, code: str, *args: str, ini: str = _INI) -> pytest.RunResult:
     pytester.makeini(ini)
     pytester.makepyfile(test_example=_HEADER + textwrap.dedent(code))
-    return pytester.runpytest(*_FAST, *args)
+    before = _current_loop()
+    try:
+        return pytester.runpytest(*_FAST, *args)
+    finally:
+        _close_loop_left_behind(before)
+
+
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    return getattr(local, "_loop", None)
+
+
+def _close_loop_left_behind(before: asyncio.AbstractEventLoop | None) -> None:
+    # pytest-asyncio < 1.0 sets a fresh event loop after each test; an in-process run
+    # would leave it (an epoll and a socketpair) open in this process.
+    after = _current_loop()
+    if after is not None and after is not before and not after.is_running():
+        after.close()
+        asyncio.get_event_loop_policy().set_event_loop(before)
 
 
 # ---------------------------------------------------------------------------
