@@ -631,8 +631,10 @@ def _build_step(item: _Item, exact: bool) -> Step:
 def _build_script(section: _Section, filename: str, exact: bool, keep_timing: bool) -> list[Step]:
     steps: list[Step] = []
     owners: list[_Item] = []
+    dropped = 0
     for item in section.items:
         if item.keyword == "delay" and not keep_timing:
+            dropped += 1
             continue
         try:
             step = _build_step(item, exact)
@@ -654,6 +656,9 @@ def _build_script(section: _Section, filename: str, exact: bool, keep_timing: bo
             )
         steps.append(step)
         owners.append(item)
+    if dropped:
+        log.debug("%s: %d delay line(s) of %s dropped (keep_timing=False)",
+                  filename, dropped, section.line.strip())
     try:
         compile_script(steps)
     except (TypeError, ValueError) as exc:  # a rule checked only by the engine
@@ -690,7 +695,8 @@ def parse_script(
             raise TypeError(f"{name} must be True or False, not {flag!r}")
     sections = _parse_sections(text, filename)
     if not sections:
-        raise ScriptSyntaxError("the script has no steps", filename, 1, text[:80])
+        first = text.splitlines()[0] if text.strip() else text
+        raise ScriptSyntaxError("the script has no steps", filename, 1, first)
     scripts = [_build_script(s, filename, exact, keep_timing) for s in sections]
     if len(scripts) == 1:
         return scripts[0]
