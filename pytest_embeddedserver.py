@@ -428,8 +428,8 @@ class TcpServer:
                     self._connected_by, self._ended_by = None, index
                 self._changed.notify_all()
                 return
-        failure = Failure("misuse", problem)
-        self._abort(failure, reported=True)
+            failure = Failure("misuse", problem)
+            self._record_failure(failure, reported=True)
         self._fail_test(self._report(failure))
 
     def _misuse(self, index: int, planned: _Planned) -> str | None:
@@ -466,15 +466,19 @@ class TcpServer:
     def _report(self, failure: Failure) -> str:
         return f"{self.name} on port {self.service_port}: {failure.message()}"
 
-    def _abort(self, failure: Failure, reported: bool = False) -> None:
+    def _abort(self, failure: Failure) -> None:
         """Record the first failure and stop serving (the waker interrupts any step)."""
         with self._changed:
-            if self._failure is not None:
-                return
-            self._failure, self._reported, self._halted = failure, reported, True
-            self._notify()
-            if not self._stopped:  # after stop() the pipe is closed
-                self._waker.wake()
+            self._record_failure(failure, reported=False)
+
+    def _record_failure(self, failure: Failure, reported: bool) -> None:
+        """``_abort`` with the lock held; a failure after the first is ignored."""
+        if self._failure is not None:
+            return
+        self._failure, self._reported, self._halted = failure, reported, True
+        self._notify()
+        if not self._stopped:  # after stop() the pipe is closed
+            self._waker.wake()
         log.warning("%s: %s", self, failure.summary)
 
     def _notify(self) -> None:
