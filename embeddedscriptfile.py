@@ -398,6 +398,10 @@ class _Section:
     items: list[_Item] = field(default_factory=list)
 
 
+_STRING_BODY = re.compile(r'(?:[^"\\]|\\.)*')  # the text up to the closing quote
+_ESCAPE = re.compile(r"(\\x[0-9a-fA-F]{2}|\\.)")  # split() keeps the escapes
+_HEX_RUN = re.compile(r'[^"#]*')  # a hex run ends at a quote, a comment or the line end
+
 _KEYWORDS = (
     "connection", "client:", "server:", "expect", "read", "delay", "close", "reset",
     "half-close", "hang",
@@ -445,38 +449,37 @@ class _Lexer:
         return bytes(out)
 
     def _string(self, rest: str, pos: int, out: bytearray) -> int:
-        while pos < len(rest):
-            ch = rest[pos]
-            if ch == '"':
-                return pos + 1
-            if ch != "\\":
-                out += ch.encode("utf-8")
-                pos += 1
-                continue
-            code = rest[pos + 1 : pos + 2]
-            if code in _UNESCAPE:
-                out += _UNESCAPE[code]
-                pos += 2
-            elif code == "x" and re.fullmatch(r"[0-9a-fA-F]{2}", rest[pos + 2 : pos + 4]):
-                out.append(int(rest[pos + 2 : pos + 4], 16))
-                pos += 4
+        body = _STRING_BODY.match(rest, pos)
+        assert body is not None  # the pattern matches the empty string
+        if body.end() >= len(rest) or rest[body.end()] != '"':
+            raise self.error('unterminated quoted text: end it with a "')
+        for n, part in enumerate(_ESCAPE.split(body.group())):
+            if not n % 2:  # text between escapes
+                out += part.encode("utf-8")
+            elif part[1] in _UNESCAPE:
+                out += _UNESCAPE[part[1]]
+            elif len(part) == 4:  # \xHH
+                out.append(int(part[2:], 16))
             else:
+                at = rest.index(part, pos)
                 raise self.error(
-                    f"unknown escape {rest[pos : pos + 4]!r} in quoted text; use \\r \\n \\t "
+                    f"unknown escape {rest[at : at + 4]!r} in quoted text; use \\r \\n \\t "
                     f'\\0 \\\\ \\" or \\xHH (two hex digits)'
                 )
-        raise self.error('unterminated quoted text: end it with a "')
+        return body.end() + 1
 
     def _hex(self, rest: str, pos: int, out: bytearray) -> int:
-        match = re.match(r"[^\"#]*", rest[pos:])
+        match = _HEX_RUN.match(rest, pos)
         assert match is not None
-        for token in match.group().split():
-            if len(token) % 2 or not re.fullmatch(r"[0-9a-fA-F]+", token):
-                raise self.error(
-                    f"bad hex {token!r}: write bytes as pairs of hex digits, e.g. hex 0d 0a ff"
-                )
-            out += bytes.fromhex(token)
-        return pos + match.end()
+        try:
+            out += bytes.fromhex(match.group())
+        except ValueError:
+            bad = next(t for t in match.group().split()
+                       if len(t) % 2 or not re.fullmatch(r"[0-9a-fA-F]+", t))
+            raise self.error(
+                f"bad hex {bad!r}: write bytes as pairs of hex digits, e.g. hex 0d 0a ff"
+            ) from None
+        return match.end()
 
     def regex(self, rest: str) -> bytes:
         """A quoted regex, taken as written (only the closing quote is looked for)."""
