@@ -376,7 +376,7 @@ class TcpServer:
         self._add(_Planned("expect_connect()", "connect", self._timeout(timeout)))
 
     def expect_bytes(self, data: bytes, timeout: float | None = None) -> None:
-        """The client sends exactly *data* (each byte must arrive within *timeout*)."""
+        """The client sends exactly *data* within *timeout*; a wrong byte fails at once."""
         __tracebackhide__ = True
         t = self._timeout(timeout)
         step = Expect(data, timeout=t)
@@ -1145,7 +1145,8 @@ def tcpserver_factory(
     teardown each server is checked (``expect_disconnect()`` if a client is connected in
     its script, then join) and stopped."""
     factory = TcpServerFactory(
-        timeout=embeddedserver_timeout or TCPSERVER_TIMEOUT, fail=_pytest_fail,
+        timeout=TCPSERVER_TIMEOUT if embeddedserver_timeout is None else embeddedserver_timeout,
+        fail=_pytest_fail,
         monkeypatch=monkeypatch,
     )
     _register(request, factory)
