@@ -306,8 +306,18 @@ class Connection:
         self._finish("server reset", tls_goodbye=False)
 
     def half_close(self) -> None:
-        """Shut the write side: the client reads EOF, the server can still read."""
-        self.sock.shutdown(socket.SHUT_WR)
+        """Shut the write side: the client reads EOF, the server can still read. On TLS
+        this is a TLS close_notify; the TLS session stays open for reading."""
+        if isinstance(self.sock, ssl.SSLSocket):
+            # SSLSocket.shutdown() would drop the TLS layer (later reads would return
+            # ciphertext). unwrap() sends close_notify, then wants the peer's: on this
+            # non-blocking socket it raises SSLWantReadError and keeps the session.
+            try:
+                self.sock.unwrap()
+            except ssl.SSLWantReadError:
+                pass
+        else:
+            self.sock.shutdown(socket.SHUT_WR)
         self.record.add("note", text="server shut its write side (half-close)")
 
     def _finish(self, how: str, tls_goodbye: bool = True) -> None:
