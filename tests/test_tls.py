@@ -23,8 +23,10 @@ from embeddedserver import (
     AsyncioCommandServer,
     Close,
     CommandServer,
+    HalfClose,
     OneShotServer,
     ReadUntil,
+    ReadUntilClose,
     http_response,
 )
 from embeddedtls import (
@@ -244,6 +246,17 @@ def test_close_without_notify_goes_unnoticed_by_http_client(tls: LocalTLS) -> No
     script = [HTTP_REQUEST_END, b"HTTP/1.0 200 OK\r\n\r\npartial bo", CloseWithoutNotify()]
     with CommandServer(script, ssl_context=tls.server_context, verbose=False) as server:
         assert _https_get(server.port, tls.client_context) == b"partial bo"
+
+
+def test_half_close_over_tls_sends_close_notify_and_keeps_reading(tls: LocalTLS) -> None:
+    script = [RECEIVE, "last words", HalfClose(), ReadUntilClose()]
+    with CommandServer(script, ssl_context=tls.server_context, verbose=False) as server:
+        with _tls_connect(tls, server.port, suppress_ragged_eofs=False) as client:
+            client.sendall(b"hi")
+            assert client.makefile("rb").read() == b"last words"  # a clean TLS EOF
+            client.sendall(b"still talking")  # the server still reads, decrypted
+        server.wait_idle()
+    assert server.received == [b"hi", b"still talking"]
 
 
 def test_misbehaviour_steps_must_end_the_script() -> None:
