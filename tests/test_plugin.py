@@ -131,6 +131,42 @@ def test_sync_client_with_blocking_join_passes(pytester: pytest.Pytester) -> Non
     result.assert_outcomes(passed=1)
 
 
+def test_standard_library_clients_http_and_smtp(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        import http.client
+        import smtplib
+
+        from embeddedserver import http_response
+
+        def test_http_client(tcpserver):
+            port = tcpserver.service_port
+            tcpserver.expect_connect()
+            tcpserver.expect_bytes(b"GET /status HTTP/1.1\\r\\nHost: 127.0.0.1:%d\\r\\n"
+                                   b"Accept-Encoding: identity\\r\\n\\r\\n" % port)
+            tcpserver.send_bytes(http_response("up"))
+            tcpserver.expect_disconnect()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/status")
+            assert conn.getresponse().read() == b"up"
+            conn.close()
+            tcpserver.join()
+
+        def test_smtplib(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"220 fake ESMTP\\r\\n")
+            tcpserver.expect_bytes(b"ehlo client.test\\r\\n")
+            tcpserver.send_bytes(b"250 fake\\r\\n")
+            tcpserver.expect_bytes(b"QUIT\\r\\n")
+            tcpserver.send_bytes(b"221 bye\\r\\n")
+            tcpserver.expect_disconnect()
+            with smtplib.SMTP("127.0.0.1", tcpserver.service_port,
+                              local_hostname="client.test", timeout=10) as smtp:
+                assert smtp.ehlo()[0] == 250
+            tcpserver.join()
+    """)
+    result.assert_outcomes(passed=2)
+
+
 def test_steps_added_after_the_client_acts_and_between_joins(pytester: pytest.Pytester) -> None:
     result = _run(pytester, """
         def test_two_sessions(tcpserver):
