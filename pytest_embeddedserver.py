@@ -21,7 +21,7 @@ accepts every client at once, so a second client is noticed while the first is s
 served. The *runner* executes the steps in order; every step but ``expect_connect`` is an
 engine step (``Expect``, ``ExpectFrame``, ``ExpectClose``, ``Send``, ``SendFrame``,
 ``Close``) run by the engine's ``Connection.run_step``, the same interpreter as
-``CommandServer``. This module only adds the growing step list and the wording.
+``CommandServer``. This module adds the growing step list, the acceptor and the wording.
 
 The first failure stops the server and is reported once: by ``join()`` or, if the test never
 joins, at teardown, where every server that has not failed gets ``expect_disconnect()`` (if
@@ -42,6 +42,10 @@ pytest's ``monkeypatch``), which also tells a ``writer.close()`` never followed 
 writer.wait_closed()``. For other clients it is seen at the transport level: such a close
 reaches the server as a reset.
 
+When a test fails, its servers are stopped (so their transcripts are final) and each
+transcript is attached to the report as a section. Step timeouts default to 1 s: the
+``embeddedserver_timeout`` ini setting or fixture changes that for the fixtures.
+
 Sections: helpers - planned steps and their messages - TcpServer - join - asyncio stream
 watch - factories - pytest hooks and fixtures.
 """
@@ -49,6 +53,7 @@ watch - factories - pytest hooks and fixtures.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -99,6 +104,9 @@ TCPSERVER_TIMEOUT = 1.0
 _FRAME = struct.Struct(">I")
 _RDHUP = getattr(select, "POLLRDHUP", 0)
 _LOOPBACK = ("127.0.0.1", "::1")
+# True inside an instrumented read of the current task: readline() calls readuntil(),
+# and only the outermost call counts what the application got.
+_IN_READ = contextvars.ContextVar("embeddedserver_in_read", default=False)
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -278,7 +286,6 @@ class _StreamClient:
     consumed: int = 0  # bytes its StreamReader handed to the application
     closed: bool = False  # writer.close() was called
     wait_closed_awaited: bool = False
-    reading: bool = False
 
 
 class TcpServer:
@@ -900,19 +907,17 @@ def _counting(
 ) -> Callable[..., Awaitable[bytes]]:
     @functools.wraps(read)
     async def counted(*args: Any, **kwargs: Any) -> bytes:
-        outer = not client.reading  # readline() calls readuntil(): count once
-        client.reading = True
+        if _IN_READ.get():
+            return await read(*args, **kwargs)
+        token = _IN_READ.set(True)
         try:
             data = await read(*args, **kwargs)
         except asyncio.IncompleteReadError as exc:
-            if outer:
-                client.consumed += len(exc.partial)
+            client.consumed += len(exc.partial)
             raise
         finally:
-            if outer:
-                client.reading = False
-        if outer:
-            client.consumed += len(data)
+            _IN_READ.reset(token)
+        client.consumed += len(data)
         return data
 
     return counted

@@ -189,6 +189,40 @@ def test_steps_added_after_the_client_acts_and_between_joins(pytester: pytest.Py
     result.assert_outcomes(passed=1)
 
 
+def test_asyncio_client_that_reads_everything_passes(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, """
+        @pytest.mark.asyncio
+        async def test_lines(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"a\\nbb\\nccc\\n")
+            tcpserver.send_bytes(b"tail")
+            tcpserver.disconnect()
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            lines = [line async for line in reader]   # readline() until EOF
+            assert lines == [b"a\\n", b"bb\\n", b"ccc\\n", b"tail"]
+            writer.close()
+            await writer.wait_closed()
+            await tcpserver.join()
+
+        @pytest.mark.asyncio
+        async def test_partial_reads(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"0123456789")
+            tcpserver.expect_disconnect()
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            assert await reader.readuntil(b"3") == b"0123"
+            assert await reader.readexactly(2) == b"45"
+            rest = b""
+            while len(rest) < 4:
+                rest += await reader.read(4 - len(rest))
+            assert rest == b"6789"
+            writer.close()
+            await writer.wait_closed()
+            await tcpserver.join()
+    """)
+    result.assert_outcomes(passed=2)
+
+
 def test_frames_with_write_frame_and_read_frame(pytester: pytest.Pytester) -> None:
     result = _run(pytester, """
         @pytest.mark.asyncio
@@ -388,6 +422,19 @@ _SITUATIONS = {
             await tcpserver.join()
     """, {"failed": 1}, ["*expect_disconnect(): the client closed the connection with 9 bytes "
                         "the server sent still unread*: b'read data'"]),
+    "closed_with_unread_lines_asyncio": ("""
+        @pytest.mark.asyncio
+        async def test_it(tcpserver):
+            tcpserver.expect_connect()
+            tcpserver.send_bytes(b"line1\\nline2\\n")
+            tcpserver.expect_disconnect()
+            reader, writer = await asyncio.open_connection(None, tcpserver.service_port)
+            assert await reader.readline() == b"line1\\n"   # readline() calls readuntil()
+            writer.close()
+            await writer.wait_closed()
+            await tcpserver.join()
+    """, {"failed": 1}, ["*the client closed the connection with 6 bytes the server sent still "
+                        "unread*: b'line2\\n'"]),
     "reset_by_the_client": ("""
         def test_it(tcpserver):
             tcpserver.expect_connect()
