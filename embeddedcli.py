@@ -446,10 +446,22 @@ def _start_server(
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def _load_plan(args: argparse.Namespace) -> tuple[Any, list[tuple[Step, ...]]]:
+    """The plan and the per-connection listing, from STEP arguments or --script FILE."""
+    if args.script is None:
+        return _build_plan(args.steps)
+    from embeddedreplay import load_script
+
+    plan = load_script(args.script, exact=args.exact, keep_timing=args.keep_timing)
+    if isinstance(plan, PerConnection):
+        return plan, list(plan.scripts)
+    return plan, [tuple(plan)]
+
+
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        plan, scripts = _build_plan(args.steps)
-    except ValueError as exc:
+        plan, scripts = _load_plan(args)
+    except (OSError, ValueError) as exc:
         parser.error(str(exc))
     live = _LiveTranscript()
     try:
@@ -862,7 +874,7 @@ def _epilog() -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        usage=f"{PROG} [options] STEP... | {PROG} --demo",
+        usage=f"{PROG} [options] STEP... | {PROG} --script FILE | {PROG} --demo",
         description="Serve a scripted fake TCP server for any client (curl, nc, a C "
         "program), printing its transcript live, until Ctrl-C or --count connections.",
         epilog=_epilog(),
@@ -886,6 +898,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="serve connections at once, one thread each")
     parser.add_argument("--quiet", action="store_true",
                         help="print only the port and the summary, no live transcript")
+    parser.add_argument("--script", metavar="FILE",
+                        help="serve a script file (as saved by a RecordingProxy) "
+                        "instead of STEP arguments")
+    parser.add_argument("--exact", action="store_true",
+                        help="with --script: replayed client data must match exactly")
+    parser.add_argument("--keep-timing", action="store_true",
+                        help="with --script: keep the recorded delays")
     return parser
 
 
@@ -899,10 +918,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_intermixed_args(argv)
         if args.demo:
-            if args.steps:
-                parser.error("--demo takes no STEP arguments")
+            if args.steps or args.script:
+                parser.error("--demo takes no STEP arguments and no --script")
             return run_demo()
-        if not args.steps:
+        if args.script is not None and args.steps:
+            parser.error("give STEP arguments or --script FILE, not both")
+        if (args.exact or args.keep_timing) and args.script is None:
+            parser.error("--exact and --keep-timing apply to --script FILE")
+        if not args.steps and args.script is None:
             parser.error("give at least one STEP (e.g. headers http:200:hello), or --demo")
         return _serve(args, parser)
     except SystemExit as exc:  # argparse's way of saying "bad arguments" (or --help)

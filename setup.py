@@ -8,6 +8,9 @@ MODULES = [
     "embeddedconn",
     "embeddedserver",
     "embeddedcli",
+    "embeddedtls",
+    "embeddedscriptfile",
+    "embeddedreplay",
     "testingsocket",
     "pytest_embeddedserver",
 ]
@@ -35,7 +38,10 @@ setup(
     py_modules=MODULES,
     install_requires=[],
     extras_require={"test": TEST_TOOLS, "tls": ["trustme>=1.1"]},
-    entry_points={"pytest11": ["embeddedserver = pytest_embeddedserver"]},
+    entry_points={
+        "pytest11": ["embeddedserver = pytest_embeddedserver"],
+        "console_scripts": ["embeddedserver = embeddedcli:main"],
+    },
     classifiers=[
         "Framework :: Pytest",
         "License :: OSI Approved :: MIT License",

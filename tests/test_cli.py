@@ -716,3 +716,62 @@ def test_docs_show_every_step() -> None:
     text = _DOC.read_text(encoding="utf-8")
     for spec in embeddedcli._SPECS:
         assert f"`{spec.usage}`" in text, spec.usage
+
+
+# --script FILE: serve a recorded or hand-written script file -----------------------
+
+_SCRIPT_FILE = """\
+# embeddedserver script
+connection 1
+client: "PING\\r\\n"
+server: "PONG\\r\\n"
+"""
+
+
+def test_script_file_is_served_to_a_client(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    script = tmp_path / "ping.script"
+    script.write_text(_SCRIPT_FILE, encoding="utf-8")
+    code, out, reply = _run_cli(
+        monkeypatch, ["--count", "1", "--script", str(script)], _exchange(b"PING\r\n")
+    )
+    assert (code, reply) == (0, b"PONG\r\n")
+    assert "served 1 connection: no failures" in out
+
+
+def test_script_file_with_exact_fails_a_different_client(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    script = tmp_path / "ping.script"
+    script.write_text(_SCRIPT_FILE, encoding="utf-8")
+    code, out, reply = _run_cli(
+        monkeypatch, ["--count", "1", "--exact", "--script", str(script)],
+        _exchange(b"PONG\r\n"),
+    )
+    assert (code, reply) == (1, b"")
+    assert "first difference at byte offset 1" in out
+
+
+def test_script_file_with_bad_syntax_exits_2_naming_the_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    script = tmp_path / "bad.script"
+    script.write_text(_SCRIPT_FILE + "sever: oops\n", encoding="utf-8")
+    assert main(["--script", str(script)]) == 2
+    assert "line 5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--script", "x.script", "recv"], "not both"),
+        (["--exact", "recv"], "apply to --script"),
+        (["--demo", "--script", "x.script"], "no --script"),
+    ],
+)
+def test_script_option_conflicts_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
