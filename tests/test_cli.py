@@ -1,5 +1,5 @@
 """The command line: STEP syntax, serving (in-process and as ``python -m embeddedserver``),
-Ctrl-C, bad arguments, the demo, and the python examples of docs/cli.md.
+Ctrl-C, bad arguments, the demo, and the python examples of README.md.
 
 In-process tests run ``main()`` on the test's thread with ``--count`` while a helper
 thread drives a client; the client learns the port from the first line ``main`` prints
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _readme import readme_section
 
 import embeddedcli
 from embeddedcli import main, parse_step, run_demo, unescape
@@ -691,15 +692,15 @@ def test_drip_scenario_outlasts_the_client_timeout_by_construction() -> None:
 
 
 # ---------------------------------------------------------------------------
-# docs/cli.md
+# README.md
 # ---------------------------------------------------------------------------
 
-_DOC = ROOT / "docs" / "cli.md"
+_DOC_HEADING = '## The command line'
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
 def _doc_blocks() -> list[tuple[int, str]]:
-    text = _DOC.read_text(encoding="utf-8")
+    text = readme_section(_DOC_HEADING)
     return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in _BLOCK.finditer(text)]
 
 
@@ -709,11 +710,11 @@ def test_docs_python_examples_run(
 ) -> None:
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    exec(compile(code, f"docs/cli.md:{line}", "exec"), {"__name__": f"docs_cli_{line}"})
+    exec(compile(code, f"README.md:{line}", "exec"), {"__name__": f"docs_cli_{line}"})
 
 
 def test_docs_show_every_step() -> None:
-    text = _DOC.read_text(encoding="utf-8")
+    text = readme_section(_DOC_HEADING)
     for spec in embeddedcli._SPECS:
         assert f"`{spec.usage}`" in text, spec.usage
 

@@ -1,4 +1,4 @@
-"""Every python example in docs/plugin.md (the README's plugin section) works.
+"""Every python example in README.md (the README's plugin section) works.
 
 Plain blocks are executed in a fresh namespace. Blocks whose first line names a test
 file (``# test_something.py``) are written out together and run by one pytest
@@ -8,19 +8,19 @@ subprocess, as the README test runs them; every test in them must pass.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from _readme import readme_section
 
 pytest_plugins = ["pytester"]
 
-_DOC = Path(__file__).resolve().parent.parent / "docs" / "plugin.md"
+_DOC_HEADING = '## The pytest plugin'
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 _TEST_FILE = re.compile(r"#\s*(test_\w+)\.py")
 
 
 def _blocks() -> list[tuple[int, str]]:
-    text = _DOC.read_text(encoding="utf-8")
+    text = readme_section(_DOC_HEADING)
     return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in _BLOCK.finditer(text)]
 
 
@@ -37,13 +37,13 @@ def test_plugin_doc_shows_every_fixture_and_step() -> None:
         "tcpserver.join()", "tcpserver_factory(", "command_server(", "write_frame(",
         "read_frame(", "def embeddedserver_timeout", "TcpServer(",
     ]:
-        assert name in code, f"docs/plugin.md has no example using {name}"
+        assert name in code, f"README.md has no example using {name}"
 
 
 @pytest.mark.parametrize(("line", "code"), _PLAIN, ids=[f"line{n}" for n, _ in _PLAIN])
 def test_plugin_doc_example_runs(line: int, code: str) -> None:
     namespace: dict[str, object] = {"__name__": f"plugin_doc_line_{line}"}
-    exec(compile(code, f"docs/plugin.md:{line}", "exec"), namespace)
+    exec(compile(code, f"README.md:{line}", "exec"), namespace)
 
 
 def test_plugin_doc_test_files_pass(pytester: pytest.Pytester) -> None:

@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _readme import readme_section
 
 import testingsocket
 from testingsocket import Cue, SocketCapture, TestingSocket, capture_sockets
 
 TIMEOUT = 10.0  # for anything that waits on a peer; only reached if a test is broken
-_DOC = Path(__file__).resolve().parent.parent / "docs" / "testingsocket.md"
+_DOC_HEADING = '## TestingSocket'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,19 +224,19 @@ def driver(request: pytest.FixtureRequest) -> Driver:
 
 
 def _doc_blocks() -> list[tuple[int, str]]:
-    text = _DOC.read_text(encoding="utf-8")
+    text = readme_section(_DOC_HEADING)
     found = re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)
     return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in found]
 
 
 def test_readme_section_has_runnable_examples() -> None:
     assert len(_doc_blocks()) >= 4
-    assert _DOC.read_text(encoding="utf-8").startswith("## TestingSocket\n")
+    assert readme_section(_DOC_HEADING).startswith("## TestingSocket\n")
 
 
 @pytest.mark.parametrize(("line", "code"), _doc_blocks(), ids=lambda v: f"line{v}")
 def test_readme_section_example_runs(line: int, code: str) -> None:
-    exec(compile(code, f"{_DOC.name}:{line}", "exec"), {"__name__": f"doc_line_{line}"})
+    exec(compile(code, f"README.md:{line}", "exec"), {"__name__": f"doc_line_{line}"})
 
 
 def test_docstring_examples_pass() -> None:
