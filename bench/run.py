@@ -623,6 +623,15 @@ def test_exchange_{n}(tcpserver):
     tcpserver.join()
 '''
 
+_COMMAND_SERVER_TEST = '''
+def test_exchange_{n}(command_server):
+    server = command_server([Expect(b"hello"), b"world", ExpectClose()], verbose=False)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"hello")
+        assert _recv_exactly(s, 5) == b"world"
+    server.wait_for_connections(1)
+'''
+
 _PLAIN_TEST = '''
 def test_exchange_{n}():
     server = _PlainServer()
@@ -635,6 +644,9 @@ def test_exchange_{n}():
 _COMMON = '''
 import socket
 import threading
+
+
+from embeddedserver import Expect, ExpectClose
 
 
 def _recv_exactly(sock, n):
@@ -691,8 +703,28 @@ def _plugin_registered() -> bool:
     return any(ep.value == "pytest_embeddedserver" for ep in entry_points(group="pytest11"))
 
 
+_TIMING_CONFTEST = '''
+import os
+import time
+
+_started = []
+
+
+def pytest_sessionstart(session):
+    _started.append(time.perf_counter())
+
+
+def pytest_sessionfinish(session):
+    with open(os.environ["EMBEDDEDSERVER_BENCH_SESSION"], "w") as out:
+        out.write(repr(time.perf_counter() - _started[0]))
+'''
+
+
 def _pytest_wall(directory: Path, filename: str, extra: list[str]) -> float:
+    """Seconds from pytest's session start to its end (collection and every test, not
+    the interpreter and plugin start-up, which are the same for every file)."""
     env = dict(os.environ)
+    env["EMBEDDEDSERVER_BENCH_SESSION"] = str(directory / "session.txt")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("PYTEST_ADDOPTS", None)
     # Plugins the tests do not use are left out: they only add start-up noise.
@@ -700,32 +732,40 @@ def _pytest_wall(directory: Path, filename: str, extra: list[str]) -> float:
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
         "-p", "no:xdist", "-p", "no:benchmark", "-p", "no:hypothesispytest", *extra, filename,
     ]
-    t0 = time.perf_counter()
     done = subprocess.run(
         cmd, cwd=directory, env=env, capture_output=True, text=True, timeout=600,
         check=False,
     )
-    elapsed = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"pytest failed on {filename}:\n{done.stdout[-3000:]}{done.stderr}")
-    return elapsed
+    return float((directory / "session.txt").read_text())
 
 
-def figure_pytest(rounds: int, tests: int) -> Figure:
-    fig = Figure(
-        "pytest", "one pytest test using tcpserver (sync client): overhead per test",
-        "time", "<= 0.5 ms", absolute_max=0.5e-3,
-        note=f"(wall of {tests} tcpserver tests - wall of {tests} tests with a plain server "
-        f"written in the test) / {tests}, each file in its own pytest subprocess; the "
-        "baseline column is what one plain-server test costs (its file's wall minus a file "
-        "of as many empty tests, / N)",
-    )
+def figure_pytest(rounds: int, tests: int, fixture: str = "tcpserver") -> Figure:
+    if fixture == "tcpserver":
+        fig = Figure(
+            "pytest", "one pytest test using tcpserver (sync client): overhead per test",
+            "time", "<= 0.5 ms", absolute_max=0.5e-3,
+            note=f"(time of {tests} tcpserver tests - time of {tests} tests with a plain "
+            f"server written in the test) / {tests}, each file in its own pytest subprocess, "
+            "timed from pytest's session start to its end (collection included, interpreter "
+            "start-up left out); the baseline column is what one plain-server test costs "
+            "(its file's time minus a file of as many empty tests, / N)",
+        )
+    else:
+        fig = Figure(
+            "pytest_command_server",
+            "one pytest test using command_server (the engine's CommandServer), reference",
+            "time", "reference", reference=True,
+            note="the same measure with the command_server fixture (one CommandServer, "
+            "one thread) instead of tcpserver: how much of the overhead is the engine's",
+        )
     if not _plugin_available():
         fig.note = "plugin not available (pytest_embeddedserver.py is missing)"
         return fig
     extra = [] if _plugin_registered() else ["-p", "pytest_embeddedserver"]
     files = {
-        "test_fixture.py": _FIXTURE_TEST,
+        "test_fixture.py": _FIXTURE_TEST if fixture == "tcpserver" else _COMMAND_SERVER_TEST,
         "test_plain.py": _PLAIN_TEST,
         "test_empty.py": "\n\ndef test_empty_{n}():\n    pass\n",
     }
@@ -735,6 +775,7 @@ def figure_pytest(rounds: int, tests: int) -> Figure:
         for name, body in files.items():
             (directory / name).write_text(header + "".join(body.format(n=n) for n in range(tests)))
         (directory / "pytest.ini").write_text("[pytest]\n")  # not this repo's config
+        (directory / "conftest.py").write_text(_TIMING_CONFTEST)
         _pytest_wall(directory, "test_fixture.py", extra)  # warm the file caches
         for i in range(rounds):
             order = list(files)
@@ -775,7 +816,8 @@ def render_table(figures: list[Figure], info: dict[str, Any]) -> str:
     """The result as a Markdown table with the machine above it."""
     lines = [
         f"machine: {info['nproc']} cores, {info['cpu']}, {info['implementation']} "
-        f"{info['python']}, {info['system']}, load average {info['loadavg']}",
+        f"{info['python']}, {info['system']}; load average before {info['loadavg']}, "
+        f"after {info.get('loadavg_after', '?')}",
         "",
         "| figure | library: median (p10 .. p90) | baseline: median (p10 .. p90) "
         "| library/baseline | target | result |",
@@ -801,8 +843,8 @@ def render_table(figures: list[Figure], info: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------
 
 FIGURES = [
-    "start_stop", "exchange", "pytest", "upload", "upload_raw", "download", "sequential",
-    "concurrent", "failure_full", "failure_short", "memory",
+    "start_stop", "exchange", "pytest", "pytest_command_server", "upload", "upload_raw",
+    "download", "sequential", "concurrent", "failure_full", "failure_short", "memory",
 ]
 
 
@@ -814,7 +856,10 @@ def run_figures(
     makers: dict[str, Callable[[], Figure]] = {
         "start_stop": lambda: figure_start_stop(rounds, 100 if quick else 300),
         "exchange": lambda: figure_exchange(rounds, 50 if quick else 200),
-        "pytest": lambda: figure_pytest(3 if quick else 5, 100 if quick else 300),
+        "pytest": lambda: figure_pytest(3 if quick else 7, 200 if quick else 500),
+        "pytest_command_server": lambda: figure_pytest(
+            3 if quick else 7, 200 if quick else 500, "command_server"
+        ),
         "upload": lambda: figure_upload(rounds),
         "upload_raw": lambda: figure_upload(rounds, as_bytes=False),
         "download": lambda: figure_download(rounds),
