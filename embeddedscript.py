@@ -640,7 +640,9 @@ class Garbage(Send):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, not {seed!r}")
         self.seed = seed
-        super().__init__(random.Random(seed).randbytes(n))
+        rng = random.Random(seed)
+        block = 1 << 20  # randbytes(n) overflows for n >= 2**28: draw in blocks
+        super().__init__(b"".join(rng.randbytes(min(block, n - i)) for i in range(0, n, block)))
 
     def _repr_args(self) -> list[str]:
         return [repr(self.n)] + ([f"seed={self.seed!r}"] if self.seed else [])
