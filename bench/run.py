@@ -4,6 +4,7 @@
     python bench/run.py --quick    # short run, same figures, fewer rounds
     python bench/run.py --json     # the result as JSON on stdout
     python bench/run.py --only start_stop exchange   # some figures only
+    python bench/run.py --render result.json   # the table of a saved --json result
 
 Model
 -----
@@ -885,7 +886,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--only", nargs="+", choices=FIGURES, metavar="FIGURE",
                         help=f"measure only these: {', '.join(FIGURES)}")
+    parser.add_argument("--render", metavar="FILE",
+                        help="measure nothing: print the table of a saved --json result")
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        fields = set(Figure.__dataclass_fields__)
+        figures = [Figure(**{k: v for k, v in f.items() if k in fields}) for f in saved["figures"]]
+        print(render_table(figures, saved["machine"]))
+        return 0
     names = args.only or FIGURES
 
     def progress(text: str) -> None:
