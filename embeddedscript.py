@@ -632,11 +632,19 @@ class SendFrame(Send):
         return [show_bytes(self.payload)] + ([] if self.prefix == ">I" else [repr(self.prefix)])
 
 
+_GARBAGE_MAX = 64 << 20
+
+
 class Garbage(Send):
     """Send *n* pseudo-random bytes from a generator seeded with *seed* (reproducible)."""
 
     def __init__(self, n: int, seed: int = 0) -> None:
         self.n = _check_count(n, "garbage byte count", 1)
+        if n > _GARBAGE_MAX:
+            raise ValueError(
+                f"garbage byte count must be <= {_GARBAGE_MAX} (64 MiB: the bytes are made "
+                f"up front), not {n!r}; use several Garbage steps for more"
+            )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, not {seed!r}")
         self.seed = seed
