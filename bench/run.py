@@ -73,8 +73,9 @@ CLIENT_TIMEOUT = 30.0
 class Figure:
     """One row of the table: samples for the library and the baseline, and the target.
 
-    *kind* is 'time' (seconds, lower is better), 'rate' (per second, higher is better)
-    or 'bytes' (a size, lower is better). *target* is checked against the ratio
+    *kind* is 'time' (seconds, lower is better), 'bytes' (a size, lower is better), or
+    the unit of a rate such as 'MiB/s' (higher is better). A ratio is shown only where it
+    means something (*show_ratio*). *target* is checked against the ratio
     (``ratio_max``/``ratio_min``) or against the library's median (``absolute_max``).
     """
 
@@ -88,6 +89,7 @@ class Figure:
     ratio_min: float | None = None
     absolute_max: float | None = None
     reference: bool = False
+    show_ratio: bool = True
     note: str = ""
 
     def stats(self, samples: list[float]) -> dict[str, float] | None:
@@ -356,15 +358,15 @@ def figure_exchange(rounds: int, batch: int) -> Figure:
 def figure_upload(rounds: int, as_bytes: bool = True) -> Figure:
     if as_bytes:
         fig = Figure(
-            "upload", "client -> server 64 MiB, one read step", "rate", ">= 0.8x throughput",
-            ratio_min=0.8, note="MiB/s; baseline recv_into()s 256 KiB at a time straight "
+            "upload", "client -> server 64 MiB, one read step", "MiB/s", ">= 0.8x throughput",
+            ratio_min=0.8, note="baseline recv_into()s 256 KiB at a time straight "
             "into a preallocated 64 MiB buffer, then records it as bytes, as the library does",
         )
     else:
         fig = Figure(
             "upload_raw", "client -> server 64 MiB, baseline keeps a bytearray (reference)",
-            "rate", "reference", reference=True,
-            note="MiB/s; the same library run against a baseline that stops once the data "
+            "MiB/s", "reference", reference=True,
+            note="the same library run against a baseline that stops once the data "
             "is in its preallocated bytearray: the physical limit, one memory pass fewer "
             "than any bytes record",
         )
@@ -412,8 +414,8 @@ def figure_upload(rounds: int, as_bytes: bool = True) -> Figure:
 
 def figure_download(rounds: int) -> Figure:
     fig = Figure(
-        "download", "server -> client 64 MiB, one send step", "rate", ">= 0.8x throughput",
-        ratio_min=0.8, note="MiB/s; baseline sendall()s from a blocking socket",
+        "download", "server -> client 64 MiB, one send step", "MiB/s", ">= 0.8x throughput",
+        ratio_min=0.8, note="baseline sendall()s from a blocking socket",
     )
     payload = os.urandom(BIG)
     step = Send(payload)
@@ -453,9 +455,9 @@ def figure_download(rounds: int) -> Figure:
 
 def figure_sequential(rounds: int, batch: int) -> Figure:
     fig = Figure(
-        "sequential", "sequential connections per second on one server", "rate",
+        "sequential", "sequential connections per second on one server", "conn/s",
         ">= 0.9x", ratio_min=0.9,
-        note=f"connections/s; each: connect, 4-byte request, 4-byte reply, close; "
+        note=f"each: connect, 4-byte request, 4-byte reply, close; "
         f"{batch} per sample",
     )
 
@@ -492,8 +494,8 @@ def figure_sequential(rounds: int, batch: int) -> Figure:
 def figure_concurrent(rounds: int, clients: int) -> Figure:
     fig = Figure(
         "concurrent", f"{clients} concurrent clients on one server, concurrent mode",
-        "rate", ">= 0.8x", ratio_min=0.8,
-        note="clients/s; all connect, then all send 5 bytes, then all read the reply "
+        "clients/s", ">= 0.8x", ratio_min=0.8,
+        note="all connect, then all send 5 bytes, then all read the reply "
         "and EOF; baseline is thread-per-connection; backlog 512 for both",
     )
 
@@ -591,7 +593,7 @@ def figure_failure_latency(rounds: int, short: bool) -> Figure:
 def figure_memory(count: int) -> Figure:
     fig = Figure(
         "memory", f"memory after {count:,} servers started and stopped", "bytes",
-        "growth <= 5 MiB", absolute_max=5 * MiB,
+        "growth <= 5 MiB", absolute_max=5 * MiB, show_ratio=False,
         note="VmRSS growth; the 'baseline' column is the RSS before",
     )
     CommandServer([Expect(b"hello"), b"world"], verbose=False).stop()  # warm imports
@@ -746,7 +748,7 @@ def figure_pytest(rounds: int, tests: int, fixture: str = "tcpserver") -> Figure
     if fixture == "tcpserver":
         fig = Figure(
             "pytest", "one pytest test using tcpserver (sync client): overhead per test",
-            "time", "<= 0.5 ms", absolute_max=0.5e-3,
+            "time", "<= 0.5 ms", absolute_max=0.5e-3, show_ratio=False,
             note=f"(time of {tests} tcpserver tests - time of {tests} tests with a plain "
             f"server written in the test) / {tests}, each file in its own pytest subprocess, "
             "timed from pytest's session start to its end (collection included, interpreter "
@@ -757,7 +759,7 @@ def figure_pytest(rounds: int, tests: int, fixture: str = "tcpserver") -> Figure
         fig = Figure(
             "pytest_command_server",
             "one pytest test using command_server (the engine's CommandServer), reference",
-            "time", "reference", reference=True,
+            "time", "reference", reference=True, show_ratio=False,
             note="the same measure with the command_server fixture (one CommandServer, "
             "one thread) instead of tcpserver: how much of the overhead is the engine's",
         )
@@ -800,7 +802,7 @@ def _show(value: float, kind: str) -> str:
         return f"{value * 1e3:.2f} ms"
     if kind == "bytes":
         return f"{value / MiB:.2f} MiB"
-    return f"{value:,.0f}/s" if value < 1e5 else f"{value:,.0f}"
+    return f"{value:,.0f} {kind}"  # a rate: kind is its unit, e.g. "MiB/s"
 
 
 def _cell(fig: Figure, samples: list[float]) -> str:
@@ -826,7 +828,7 @@ def render_table(figures: list[Figure], info: dict[str, Any]) -> str:
     ]
     for fig in figures:
         ratio = fig.ratio()
-        shown = "-" if ratio is None or fig.kind == "bytes" else f"{ratio:.2f}x"
+        shown = "-" if ratio is None or not fig.show_ratio else f"{ratio:.2f}x"
         if not fig.lib:
             lines.append(f"| {fig.title} | {fig.note} | - | - | {fig.target} | n/a |")
             continue
