@@ -1,6 +1,6 @@
 """Benchmarks of embeddedserver against plain-socket baselines measured in the same run.
 
-    python bench/run.py            # full run, prints the table (a few minutes)
+    python bench/run.py            # full run, prints the table (about two minutes)
     python bench/run.py --quick    # short run, same figures, fewer rounds
     python bench/run.py --json     # the result as JSON on stdout
     python bench/run.py --only start_stop exchange   # some figures only
@@ -13,9 +13,10 @@ done two ways in the same process: by the library, with ``verbose=False``, and b
 *baseline*: the fastest plain Python sockets and threads can do the same job (blocking
 sockets, ``recv_into`` straight into a preallocated buffer, ``sendall``, a listener shut
 down to wake its ``accept``). Both ways share the client code. Rounds alternate library
-and baseline, so a noisy neighbour slows both. Each round yields one sample; the table
-shows the median, p10 and p90 of the samples, the ratio library/baseline of the medians
-(for throughputs: of the rates), the target from issue 5 and PASS or MISS.
+and baseline, so a noisy neighbour slows both. A round yields one sample per operation
+for durations and one sample for a rate; the table shows the median, p10 and p90 of the
+samples, the ratio library/baseline of the medians, the target from issue 5 and PASS or
+MISS.
 
 Durations live here, never in the test suite. The figures are noisy on a loaded
 machine: read the p10-p90 spread before trusting a ratio, and rerun when it is quiet.
