@@ -8,6 +8,7 @@ MODULES = [
     "embeddedconn",
     "embeddedserver",
     "embeddedcli",
+    "embeddeddemo",
     "embeddedtls",
     "embeddedscriptfile",
     "embeddedreplay",

@@ -1,5 +1,6 @@
 """The command line: STEP syntax, serving (in-process and as ``python -m embeddedserver``),
-Ctrl-C, bad arguments, the demo, and the python examples of README.md.
+Ctrl-C, bad arguments, ``--demo`` (the demo's own checks are in test_embeddeddemo.py),
+and the python examples of README.md.
 
 In-process tests run ``main()`` on the test's thread with ``--count`` while a helper
 thread drives a client; the client learns the port from the first line ``main`` prints
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import http.client
 import io
-import math
 import os
 import re
 import signal
@@ -29,7 +29,7 @@ import pytest
 from _readme import readme_section
 
 import embeddedcli
-from embeddedcli import main, parse_step, run_demo, unescape
+from embeddedcli import main, parse_step, unescape
 from embeddedscript import (
     AcceptAndClose,
     Close,
@@ -620,7 +620,7 @@ def test_module_entry_point_rejects_bad_steps_with_exit_2(child: Any) -> None:
 
 
 # ---------------------------------------------------------------------------
-# the demo
+# the demo, from the command line
 # ---------------------------------------------------------------------------
 
 DEMO_LINES = [
@@ -655,40 +655,6 @@ def test_demo_as_a_module_exits_0(child: Any) -> None:
     for line in DEMO_LINES:
         assert line in out
     assert err == ""
-
-
-def test_demo_exits_1_when_a_scenario_misbehaves(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    wrong = embeddedcli._Scenario(
-        "A server that is expected to hang but answers",
-        "answer at once", ["hello"], "a raw socket", lambda port: repr(_exchange(b"x")(port)),
-        expect_error=TimeoutError,
-    )
-    monkeypatch.setattr(embeddedcli, "_scenarios", lambda: [wrong])
-    assert run_demo() == 1
-    out = capsys.readouterr().out
-    assert "-> NOT AS DESIGNED: expected the client to get TimeoutError, but it succeeded" in out
-    assert "1 of 1 scenarios did NOT behave as designed:" in out
-
-
-def test_demo_exits_1_when_the_server_records_an_unexpected_failure(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    wrong = embeddedcli._Scenario(
-        "A client the server does not expect", "expect PING", [Expect(b"PING")],
-        "a raw socket", lambda port: repr(_exchange(b"PONG")(port)),
-    )
-    monkeypatch.setattr(embeddedcli, "_scenarios", lambda: [wrong])
-    assert run_demo() == 1
-    assert "the server recorded 1 failure, expected 0" in capsys.readouterr().out
-
-
-def test_drip_scenario_outlasts_the_client_timeout_by_construction() -> None:
-    drip = embeddedcli._DRIP
-    pauses = math.ceil(len(drip.data) / drip.chunk) - 1
-    assert pauses * drip.interval > embeddedcli._DRIP_TIMEOUT
-    assert drip.interval * 5 <= embeddedcli._DRIP_TIMEOUT  # each gap far below it
 
 
 # ---------------------------------------------------------------------------
