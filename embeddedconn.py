@@ -40,9 +40,10 @@ from embeddedscript import (
     Step,
 )
 
-__all__ = ["Connection", "ServerStopped", "StepFailed", "Waker"]
+__all__ = ["RECV_SIZE", "Connection", "ServerStopped", "StepFailed", "Waker"]
 
-_RECV_SIZE = 256 * 1024
+#: Bytes asked for by one read: large, so that a big upload takes few system calls.
+RECV_SIZE = 256 * 1024
 
 
 # ---------------------------------------------------------------------------
@@ -120,6 +121,7 @@ class Connection:
         timeout: float,
         emit: Callable[[ConnectionRecord, str], None] | None = None,
         on_chunk: Callable[[bytes], None] | None = None,
+        rbuf: bytearray | None = None,
     ) -> None:
         self.sock = sock
         self.peer = peer
@@ -129,14 +131,16 @@ class Connection:
         self.inbox = Inbox()
         self.open = True
         self._waker = waker
-        self._emit = emit or (lambda record, text: None)
-        self._on_chunk = on_chunk or (lambda chunk: None)
-        self._poll = select.poll()
+        #: None when nobody listens: then the texts are not even formatted.
+        self._emit = emit
+        self._on_chunk = on_chunk
+        # The poll objects are made on first use: most steps of most connections find
+        # their bytes already there and never wait.
+        self._poll: select.poll | None = None
         self._mask = 0
-        self._poll.register(waker.rfd, _IN)
-        self._wake_poll = select.poll()
-        self._wake_poll.register(waker.rfd, _IN)
-        self._rbuf = bytearray(_RECV_SIZE)
+        self._wake_poll: select.poll | None = None
+        # The read buffer: a server serving one connection at a time lends its own.
+        self._rbuf = rbuf if rbuf is not None else bytearray(RECV_SIZE)
         sock.setblocking(False)
 
     # -- waiting ---------------------------------------------------------
@@ -145,18 +149,22 @@ class Connection:
         """Wait until the socket is ready for *mask*; False at the deadline."""
         if mask & _IN and isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return True
+        poller = self._poll
+        if poller is None:
+            poller = self._poll = select.poll()
+            poller.register(self._waker.rfd, _IN)
         if mask != self._mask:
             if self._mask:
-                self._poll.modify(self.sock, mask)
+                poller.modify(self.sock, mask)
             else:
-                self._poll.register(self.sock, mask)
+                poller.register(self.sock, mask)
             self._mask = mask
         while True:
             if deadline is None:
                 ms = None
             else:
                 ms = _poll_ms(deadline)
-            ready = self._poll.poll(ms)
+            ready = poller.poll(ms)
             if not ready:
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
@@ -169,8 +177,9 @@ class Connection:
     def pause(self, seconds: float) -> None:
         """Wait *seconds* (ends early, with ServerStopped, if the server stops)."""
         deadline = time.monotonic() + seconds
+        poller = self._wake_poller()
         while True:
-            if self._wake_poll.poll(_poll_ms(deadline)):
+            if poller.poll(_poll_ms(deadline)):
                 raise ServerStopped()
             if time.monotonic() >= deadline:
                 return
@@ -178,7 +187,13 @@ class Connection:
     @property
     def stopping(self) -> bool:
         """True once the server has been asked to stop."""
-        return bool(self._wake_poll.poll(0))
+        return bool(self._wake_poller().poll(0))
+
+    def _wake_poller(self) -> select.poll:
+        if self._wake_poll is None:
+            self._wake_poll = select.poll()
+            self._wake_poll.register(self._waker.rfd, _IN)
+        return self._wake_poll
 
     # -- raw reads and writes ----------------------------------------------
 
@@ -228,7 +243,9 @@ class Connection:
 
     def send(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send all of *data*; TimeoutError if the client reads nothing for a timeout."""
-        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if type(data) is not bytes:
+            data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        payload: bytes = data
         try:
             sent = self._send_all(payload)
         except (OSError, ServerStopped) as exc:  # record the part that went out
@@ -238,11 +255,20 @@ class Connection:
                 self.record.add("send", payload[:done], f"(partial, {why})")
             raise
         self.record.add("send", payload if sent == len(payload) else payload[:sent])
-        self._emit(self.record, f"sent {len(payload)} bytes: {show_bytes(payload)}")
+        if self._emit is not None:
+            self._emit(self.record, f"sent {len(payload)} bytes: {show_bytes(payload)}")
 
     def _send_all(self, payload: bytes) -> int:
+        try:  # most sends go out whole at once: no deadline, no view needed
+            total = self.sock.send(payload)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            total = 0
+        except OSError as exc:
+            exc.sent_before_error = 0  # type: ignore[attr-defined]
+            raise
+        if total == len(payload):
+            return total
         view = memoryview(payload)
-        total = 0
         deadline = time.monotonic() + self.timeout
         while total < len(payload):
             try:
@@ -327,7 +353,8 @@ class Connection:
         if self.record.ended is None:
             self.record.ended = how
         self.record.add("note", text=how)
-        self._emit(self.record, how)
+        if self._emit is not None:
+            self._emit(self.record, how)
         if tls_goodbye and isinstance(self.sock, ssl.SSLSocket):
             try:
                 self.sock.unwrap()  # sends close_notify; the peer's reply is not awaited
@@ -426,9 +453,10 @@ class Connection:
         inbox = self.inbox
         inbox.begin(step)
         while True:
-            chunk = inbox.poll()
-            if chunk is not None:
-                break
+            if inbox.buffer or inbox.eof:  # no step completes on nothing
+                chunk = inbox.poll()
+                if chunk is not None:
+                    break
             if not self._fill(deadline):
                 raise TimeoutError(
                     f"timed out after {timeout:g} s waiting for {step.describe()}"
@@ -436,8 +464,10 @@ class Connection:
                        " (the client sent nothing)")
                 )
         self.record.add("recv", chunk)
-        self._emit(self.record, f"read {len(chunk)} bytes: {show_bytes(chunk)}")
-        self._on_chunk(chunk)
+        if self._emit is not None:
+            self._emit(self.record, f"read {len(chunk)} bytes: {show_bytes(chunk)}")
+        if self._on_chunk is not None:
+            self._on_chunk(chunk)
         if inbox.eof and isinstance(step, (ExpectClose, ReadUntilClose)):
             # The client shut its write side; it may still read, so later steps (a reply
             # to a half-closed client) still run. The close at the end says who went first.
@@ -494,8 +524,7 @@ class Connection:
             self.sock, server_side=True, do_handshake_on_connect=False
         )
         self._mask = 0
-        self._poll = select.poll()
-        self._poll.register(self._waker.rfd, _IN)
+        self._poll = None  # a new socket object: register it afresh
         limit = timeout or self.timeout
         deadline = time.monotonic() + limit
         while True:

@@ -49,7 +49,7 @@ def _is_binary(data: bytes) -> bool:
 # ---------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One line of a transcript: *kind* is 'recv', 'send' or 'note'."""
 

@@ -353,7 +353,7 @@ class _Frame(_Matcher):
                     None,
                 )
             end = min(len(buffer), size + length)
-            _compare(self.payload, buffer, size + self.checked, end, size, self.step.describe())
+            _compare(self.payload, buffer, size + self.checked, end, size, self.step)
             self.checked = end - size
         return size + length if len(buffer) >= size + length else None
 
@@ -380,9 +380,10 @@ class _ToEof(_Matcher):
 
 
 def _compare(
-    expected: bytes, buffer: bytearray, start: int, end: int, base: int, what: str
+    expected: bytes, buffer: bytearray, start: int, end: int, base: int, step: ReadStep
 ) -> None:
-    """Compare buffer[start:end] with expected[start-base:end-base]; raise at a difference."""
+    """Compare buffer[start:end] with expected[start-base:end-base]; raise at a difference
+    (a Mismatch saying what *step* expected)."""
     if end <= start:
         return
     got = memoryview(buffer)[start:end]
@@ -393,7 +394,7 @@ def _compare(
     got.release()  # else the traceback keeps the buffer exported: no resize while handling
     # Everything that arrived, not just the expected length: a user needs to see what
     # the client said instead ("GET / HTTP/1.1..." rather than the first 6 bytes of it).
-    raise Mismatch(f"wrong bytes at offset {offset}", what, bytes(buffer[base:]), offset)
+    raise Mismatch(f"wrong bytes at offset {offset}", step.describe(), bytes(buffer[base:]), offset)
 
 
 class Expect(ReadStep):
@@ -469,7 +470,7 @@ class Expect(ReadStep):
 
     def matcher(self) -> _Matcher:
         if self.exact is not None:
-            return _Exact(self.exact, self.describe())
+            return _Exact(self.exact, self)
         assert self.within is not None or self.pattern is not None
         return _Checked(self)
 
@@ -484,14 +485,14 @@ def _bytes_pattern(pattern: re.Pattern[Any]) -> re.Pattern[bytes]:
 
 
 class _Exact(_Matcher):
-    def __init__(self, expected: bytes, what: str) -> None:
+    def __init__(self, expected: bytes, step: ReadStep) -> None:
         self.expected = expected
-        self.what = what
+        self.step = step
         self.checked = 0
 
     def check(self, buffer: bytearray, eof: bool) -> int | None:
         end = min(len(buffer), len(self.expected))
-        _compare(self.expected, buffer, self.checked, end, 0, self.what)
+        _compare(self.expected, buffer, self.checked, end, 0, self.step)
         self.checked = end
         return len(self.expected) if end == len(self.expected) else None
 

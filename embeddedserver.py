@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from embeddedconn import Connection, ServerStopped, StepFailed, Waker
+from embeddedconn import RECV_SIZE, Connection, ServerStopped, StepFailed, Waker
 from embeddedrecord import ConnectionRecord, Event, Failure, render_transcript
 from embeddedscript import (
     DEFAULT_TIMEOUT,
@@ -323,6 +323,8 @@ class CommandServer:
         self.on_event = on_event
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._waiting = 0  # threads in wait_for_connections()/wait_idle()
+        self._rbuf: bytearray | None = None  # the accept thread's read buffer
         self._accepted = 0
         self._finished = 0
         self._workers: list[threading.Thread] = []
@@ -439,7 +441,7 @@ class CommandServer:
         ``finished=False``, accepted). Raises TimeoutError saying how many there were."""
         __tracebackhide__ = True
         with self._changed:
-            done = self._changed.wait_for(
+            done = self._wait_for(
                 lambda: (self._finished if finished else self._accepted) >= n, timeout
             )
             count = self._finished if finished else self._accepted
@@ -453,9 +455,18 @@ class CommandServer:
         """Wait until every connection accepted so far has been served to the end."""
         __tracebackhide__ = True
         with self._changed:
-            done = self._changed.wait_for(lambda: self._finished >= self._accepted, timeout)
+            done = self._wait_for(lambda: self._finished >= self._accepted, timeout)
         if not done:
             raise TimeoutError(f"{self!r} still serving a connection after {timeout} s")
+
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        # Called holding the lock. The count lets the server threads skip notify_all()
+        # (a measurable cost per connection) when nobody waits.
+        self._waiting += 1
+        try:
+            return self._changed.wait_for(predicate, timeout)
+        finally:
+            self._waiting -= 1
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -504,12 +515,14 @@ class CommandServer:
         by_fd = {s.fileno(): s for s in self._listeners}
         for fd in by_fd:
             poller.register(fd, select.POLLIN)
-        poller.register(self._waker.rfd, select.POLLIN)
+        wake_fd = self._waker.rfd
+        poller.register(wake_fd, select.POLLIN)
         try:
             while by_fd:
                 ready = poller.poll()
-                if any(fd == self._waker.rfd for fd, _ in ready):
-                    return
+                for fd, _ in ready:
+                    if fd == wake_fd:
+                        return
                 for fd, _ in ready:
                     try:
                         sock, peer = by_fd[fd].accept()
@@ -525,7 +538,8 @@ class CommandServer:
                         by_fd = {}
                     with self._changed:
                         self._accepted = number
-                        self._changed.notify_all()
+                        if self._waiting:
+                            self._changed.notify_all()
                     self._start_connection(sock, peer, number)
                     if not by_fd:
                         break
@@ -581,9 +595,17 @@ class CommandServer:
         with self._lock:
             self.connections.append(record)
         record.add("note", text="connected")
-        self._emit(record, "connected")
+        emit = self._emit if self.verbose or log.isEnabledFor(logging.INFO) else None
+        if emit is not None:
+            emit(record, "connected")
+        if self.concurrent:
+            rbuf = None  # each worker thread reads into its own
+        elif self._rbuf is None:
+            rbuf = self._rbuf = bytearray(RECV_SIZE)
+        else:
+            rbuf = self._rbuf
         conn = Connection(
-            sock, peer, record, self._waker, self.timeout, self._emit, self._got_chunk
+            sock, peer, record, self._waker, self.timeout, emit, self._got_chunk, rbuf
         )
         try:
             if script is None:
@@ -620,7 +642,8 @@ class CommandServer:
             finally:
                 with self._changed:
                     self._finished += 1
-                    self._changed.notify_all()
+                    if self._waiting:
+                        self._changed.notify_all()
 
     def _got_chunk(self, chunk: bytes) -> None:
         with self._lock:
