@@ -12,10 +12,11 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _servers import SERVER_CLASSES, MakeServer, ServerMaker
 
 from embeddedscript import compile_script
 from embeddedserver import (
@@ -24,7 +25,6 @@ from embeddedserver import (
     Close,
     CommandServer,
     HalfClose,
-    OneShotServer,
     ReadUntil,
     ReadUntilClose,
     http_response,
@@ -52,30 +52,11 @@ def tls() -> Iterator[LocalTLS]:
         yield certificates
 
 
-MakeServer = Callable[..., CommandServer]
-
-
-@pytest.fixture(params=[CommandServer, OneShotServer, AsyncioCommandServer],
-                ids=lambda cls: cls.__name__)
+@pytest.fixture(params=SERVER_CLASSES, ids=lambda cls: cls.__name__)
 def make_server(request: pytest.FixtureRequest) -> Iterator[MakeServer]:
     """Build servers of each class; all are stopped (and loops closed) at teardown."""
-    servers: list[CommandServer] = []
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def make(commands: Any, **kwargs: Any) -> CommandServer:
-        kwargs.setdefault("verbose", False)
-        if request.param is AsyncioCommandServer:
-            loops.append(asyncio.new_event_loop())
-            kwargs["loop"] = loops[-1]
-        server = request.param(commands, **kwargs)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-    for loop in loops:
-        loop.close()
+    with ServerMaker(request.param) as make:
+        yield make
 
 
 def _https_get(port: int | None, context: ssl.SSLContext, host: str = "localhost") -> bytes:

@@ -10,11 +10,12 @@ import socket
 import sys
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _servers import SERVER_CLASSES, MakeServer, ServerMaker
 
 from embeddedserver import (
     RECEIVE,
@@ -32,30 +33,11 @@ CLIENT_TIMEOUT = 10.0
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="abstract socket names are a Linux feature")
 
-MakeServer = Callable[..., CommandServer]
-
-
-@pytest.fixture(params=[CommandServer, OneShotServer, AsyncioCommandServer],
-                ids=lambda cls: cls.__name__)
+@pytest.fixture(params=SERVER_CLASSES, ids=lambda cls: cls.__name__)
 def make_server(request: pytest.FixtureRequest) -> Iterator[MakeServer]:
     """Build servers of each class; all are stopped (and loops closed) at teardown."""
-    servers: list[CommandServer] = []
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def make(commands: Any, **kwargs: Any) -> CommandServer:
-        kwargs.setdefault("verbose", False)
-        if request.param is AsyncioCommandServer:
-            loops.append(asyncio.new_event_loop())
-            kwargs["loop"] = loops[-1]
-        server = request.param(commands, **kwargs)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-    for loop in loops:
-        loop.close()
+    with ServerMaker(request.param) as make:
+        yield make
 
 
 def _exchange(address: Any, data: bytes) -> bytes:
