@@ -13,6 +13,8 @@ MODULES = [
     "embeddedscriptfile",
     "embeddedreplay",
     "testingsocket",
+    "embeddedtcpserver",
+    "embeddedtcpfactory",
     "pytest_embeddedserver",
 ]
 

@@ -10,13 +10,13 @@ Steps that must not fail get generous timeouts; the step that is meant to time o
 from __future__ import annotations
 
 import asyncio
-import socket
 import textwrap
 
 import pytest
 
+import embeddedtcpfactory
+import embeddedtcpserver
 import pytest_embeddedserver
-from pytest_embeddedserver import TcpServer
 
 pytest_plugins = ["pytester"]
 
@@ -673,44 +673,16 @@ def test_runs_under_xdist(pytester: pytest.Pytester) -> None:
 
 
 # ---------------------------------------------------------------------------
-# TcpServer without pytest
+# the plugin's public names
 # ---------------------------------------------------------------------------
-
-
-def test_tcpserver_works_without_pytest_as_a_context_manager() -> None:
-    with TcpServer(timeout=10) as server:
-        server.expect_connect()
-        server.expect_bytes(b"ping")
-        server.send_bytes(b"pong")
-        with socket.create_connection(("127.0.0.1", server.service_port)) as sock:
-            sock.sendall(b"ping")
-            assert sock.recv(4, socket.MSG_WAITALL) == b"pong"
-    assert server.failure is None
-    assert "connection #1" in server.transcript()
-
-
-def test_tcpserver_without_pytest_raises_assertion_error() -> None:
-    server = TcpServer(timeout=10)
-    try:
-        with pytest.raises(AssertionError, match="the first step must be expect_connect"):
-            server.expect_bytes(b"x")
-    finally:
-        server.stop()
-        server.stop()  # twice is harmless
-
-
-def test_stop_is_prompt_while_a_step_waits() -> None:
-    server = TcpServer(timeout=60)
-    server.expect_connect()
-    server.stop()  # wakes the runner waiting for a client; the leak guard checks the threads
-    assert server.failure is None
-
-
-def test_bad_timeout_is_rejected_with_the_value() -> None:
-    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0, not -1"):
-        TcpServer(timeout=-1)
 
 
 def test_public_names() -> None:
     for name in pytest_embeddedserver.__all__:
         assert getattr(pytest_embeddedserver, name) is not None
+
+
+def test_public_names_are_those_of_the_pytest_free_modules() -> None:
+    for name in pytest_embeddedserver.__all__:
+        home = embeddedtcpserver if name in embeddedtcpserver.__all__ else embeddedtcpfactory
+        assert getattr(pytest_embeddedserver, name) is getattr(home, name), name

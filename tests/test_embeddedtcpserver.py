@@ -1,0 +1,144 @@
+"""TcpServer and its factories without pytest (embeddedtcpserver, embeddedtcpfactory).
+
+The plugin's behaviour (messages, teardown, report sections) is tested through pytester
+in test_plugin.py; these tests use the classes the way a unittest or asyncio user would:
+failures are AssertionError, and the modules themselves never import pytest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from embeddedtcpfactory import TcpServerFactory
+from embeddedtcpserver import TcpServer
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------------
+# TcpServer without pytest
+# ---------------------------------------------------------------------------
+
+
+def test_tcpserver_works_without_pytest_as_a_context_manager() -> None:
+    with TcpServer(timeout=10) as server:
+        server.expect_connect()
+        server.expect_bytes(b"ping")
+        server.send_bytes(b"pong")
+        with socket.create_connection(("127.0.0.1", server.service_port)) as sock:
+            sock.sendall(b"ping")
+            assert sock.recv(4, socket.MSG_WAITALL) == b"pong"
+    assert server.failure is None
+    assert "connection #1" in server.transcript()
+
+
+def test_tcpserver_without_pytest_raises_assertion_error() -> None:
+    server = TcpServer(timeout=10)
+    try:
+        with pytest.raises(AssertionError, match="the first step must be expect_connect"):
+            server.expect_bytes(b"x")
+    finally:
+        server.stop()
+        server.stop()  # twice is harmless
+
+
+def test_stop_is_prompt_while_a_step_waits() -> None:
+    server = TcpServer(timeout=60)
+    server.expect_connect()
+    server.stop()  # wakes the runner waiting for a client; the leak guard checks the threads
+    assert server.failure is None
+
+
+def test_bad_timeout_is_rejected_with_the_value() -> None:
+    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0, not -1"):
+        TcpServer(timeout=-1)
+
+
+# ---------------------------------------------------------------------------
+# no pytest
+# ---------------------------------------------------------------------------
+
+
+def test_importing_the_modules_does_not_import_pytest() -> None:
+    code = (
+        "import sys, embeddedtcpserver, embeddedtcpfactory\n"
+        "found = sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest'))\n"
+        "assert not found, found\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------------------
+# TcpServerFactory without pytest
+# ---------------------------------------------------------------------------
+
+
+class _Patches:
+    """What a non-pytest user can pass as *monkeypatch*: setattr, undone in reverse."""
+
+    _ABSENT = object()
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def setattr(self, target: Any, name: str, value: Any) -> None:
+        self._saved.append((target, name, vars(target).get(name, self._ABSENT)))
+        setattr(target, name, value)
+
+    def undo(self) -> None:
+        while self._saved:
+            target, name, old = self._saved.pop()
+            if old is self._ABSENT:
+                delattr(target, name)
+            else:
+                setattr(target, name, old)
+
+
+def test_factory_reports_each_failing_server_from_close() -> None:
+    factory = TcpServerFactory(timeout=0.3)
+    good, bad = factory(name="good"), factory(name="bad")
+    good.expect_connect(timeout=10)
+    bad.expect_connect()
+    with socket.create_connection(("127.0.0.1", good.service_port), timeout=10):
+        good.join()
+    report = factory.close()
+    assert report is not None
+    assert report.startswith(f"bad on port {bad.service_port}: ")
+    assert "no client connected within 0.3 s" in report
+    assert "good" not in report
+
+
+def test_factory_watch_counts_what_an_asyncio_client_read_with_any_patcher() -> None:
+    original = asyncio.StreamWriter.__init__
+    patches = _Patches()
+    factory = TcpServerFactory(timeout=10, monkeypatch=patches)
+    try:
+        server = factory()
+        server.expect_connect()
+        server.send_bytes(b"hello world")
+        server.expect_disconnect()
+
+        async def client() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.service_port)
+            assert await reader.readexactly(5) == b"hello"
+            writer.close()
+            await writer.wait_closed()
+            with pytest.raises(AssertionError, match="6 bytes the server sent still unread"):
+                await server.join()
+
+        asyncio.run(client())
+        assert factory.close() is None  # the failure was reported by join() already
+    finally:
+        factory.stop()
+        patches.undo()
+    assert asyncio.StreamWriter.__init__ is original
