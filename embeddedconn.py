@@ -44,6 +44,7 @@ __all__ = ["RECV_SIZE", "Connection", "ServerStopped", "StepFailed", "Waker"]
 
 #: Bytes asked for by one read: large, so that a big upload takes few system calls.
 RECV_SIZE = 256 * 1024
+_FIRST_RECV_SIZE = 16 * 1024
 
 
 # ---------------------------------------------------------------------------
@@ -139,8 +140,10 @@ class Connection:
         self._poll: select.poll | None = None
         self._mask = 0
         self._wake_poll: select.poll | None = None
-        # The read buffer: a server serving one connection at a time lends its own.
-        self._rbuf = rbuf if rbuf is not None else bytearray(RECV_SIZE)
+        # The read buffer: a server serving one connection at a time lends its own. Else
+        # it starts small (a crowd of connections each with 256 KiB costs page faults)
+        # and grows to RECV_SIZE the first time a read fills it.
+        self._rbuf = rbuf if rbuf is not None else bytearray(_FIRST_RECV_SIZE)
         sock.setblocking(False)
 
     # -- waiting ---------------------------------------------------------
@@ -213,6 +216,8 @@ class Connection:
             except ssl.SSLZeroReturnError:
                 n = 0
             self.inbox.feed(memoryview(self._rbuf)[:n])
+            if n == len(self._rbuf) < RECV_SIZE:  # more is coming: read more at a time
+                self._rbuf = bytearray(RECV_SIZE)
             return True
 
     def recv(self, n: int = 65536, timeout: float | None = None) -> bytes:

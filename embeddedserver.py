@@ -328,6 +328,7 @@ class CommandServer:
         self._accepted = 0
         self._finished = 0
         self._workers: list[threading.Thread] = []
+        self._prune_at = 64  # drop finished workers from the list when it is this long
         self._stop_lock = threading.Lock()
         self._stopped_inside = False  # stop() was called by a server thread
         #: The Unix socket path (None for TCP); ``address`` is where clients connect.
@@ -524,23 +525,30 @@ class CommandServer:
                     if fd == wake_fd:
                         return
                 for fd, _ in ready:
-                    try:
-                        sock, peer = by_fd[fd].accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        continue
-                    number = self._accepted + 1  # only this thread changes it
-                    if self.max_connections is not None and number >= self.max_connections:
-                        # Closed before the waiters hear of the connection, so that after
-                        # wait_for_connections(finished=False) a new connect is refused.
-                        for lst in by_fd.values():
-                            poller.unregister(lst)
-                            lst.close()
-                        by_fd = {}
-                    with self._changed:
-                        self._accepted = number
-                        if self._waiting:
-                            self._changed.notify_all()
-                    self._start_connection(sock, peer, number)
+                    # Concurrent mode takes every connection waiting in the backlog (a
+                    # crowd arrives at once); one at a time takes one per wake-up.
+                    listener = by_fd.get(fd)
+                    while listener is not None and not self.STOPPED:
+                        try:
+                            sock, peer = listener.accept()
+                        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                            break
+                        number = self._accepted + 1  # only this thread changes it
+                        if self.max_connections is not None and number >= self.max_connections:
+                            # Closed before the waiters hear of the connection, so that
+                            # after wait_for_connections(finished=False) a new connect
+                            # is refused.
+                            for lst in by_fd.values():
+                                poller.unregister(lst)
+                                lst.close()
+                            by_fd = {}
+                        with self._changed:
+                            self._accepted = number
+                            if self._waiting:
+                                self._changed.notify_all()
+                        self._start_connection(sock, peer, number)
+                        if not (by_fd and self.concurrent):
+                            break
                     if not by_fd:
                         break
             self._join_workers()
@@ -578,7 +586,9 @@ class CommandServer:
             name=f"embeddedserver:{self._where}#{number}", daemon=True,
         )
         with self._lock:
-            self._workers = [w for w in self._workers if w.is_alive()]
+            if len(self._workers) >= self._prune_at:  # amortised: not a scan per accept
+                self._workers = [w for w in self._workers if w.is_alive()]
+                self._prune_at = max(64, 2 * len(self._workers))
             self._workers.append(worker)
         worker.start()
 
