@@ -68,8 +68,12 @@ class Waker:
     """A pipe that becomes (and stays) readable once ``wake()`` is called."""
 
     def __init__(self) -> None:
-        self.rfd, self.wfd = os.pipe()
-        os.set_blocking(self.wfd, False)
+        pipe2 = getattr(os, "pipe2", None)
+        if pipe2 is not None:  # one system call instead of three
+            self.rfd, self.wfd = pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        else:
+            self.rfd, self.wfd = os.pipe()
+            os.set_blocking(self.wfd, False)
         self.closed = False
 
     def wake(self) -> None:
