@@ -84,6 +84,12 @@ class Waker:
         except (BlockingIOError, OSError):
             pass  # already readable, or closing: either way the waiters wake
 
+    def clear(self) -> None:
+        """Make the pipe unreadable again, for a waker used more than once. Call it only
+        when the pipe is readable (it reads once; wake() was called at most a few times)."""
+        if not self.closed:
+            os.read(self.rfd, 4096)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -144,6 +150,10 @@ class Connection:
         self._poll: select.poll | None = None
         self._mask = 0
         self._wake_poll: select.poll | None = None
+        #: Other descriptors to watch while this connection waits: ``{fd: handler}``;
+        #: ``handler()`` runs on this thread when *fd* is readable (a server with one
+        #: thread accepts a second client so, mid-step). Set before the first wait.
+        self.also_watch: dict[int, Callable[[], object]] = {}
         # The read buffer: a server serving one connection at a time lends its own. Else
         # it starts small (a crowd of connections each with 256 KiB costs page faults)
         # and grows to RECV_SIZE the first time a read fills it.
@@ -160,6 +170,8 @@ class Connection:
         if poller is None:
             poller = self._poll = select.poll()
             poller.register(self._waker.rfd, _IN)
+            for fd in self.also_watch:
+                poller.register(fd, _IN)
         if mask != self._mask:
             if self._mask:
                 poller.modify(self.sock, mask)
@@ -176,10 +188,17 @@ class Connection:
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
                 continue
+            mine = False
             for fd, _ in ready:
                 if fd == self._waker.rfd:
                     raise ServerStopped()
-            return True
+                handler = self.also_watch.get(fd) if self.also_watch else None
+                if handler is None:
+                    mine = True
+                else:
+                    handler()
+            if mine:
+                return True
 
     def pause(self, seconds: float) -> None:
         """Wait *seconds* (ends early, with ServerStopped, if the server stops)."""

@@ -14,11 +14,12 @@ fixture teardown runs and returns one report of the failures (or None), and
     assert report is None, report
 
 Asyncio stream clients get ``write_frame``/``read_frame``, the client half of
-``expect_frame``/``send_frame``. Given a *monkeypatch* (anything with pytest's
-``setattr(target, name, value)`` that undoes its patches later), ``TcpServerFactory``
-watches the asyncio streams connected to its servers, and only those: it counts what each
-``StreamReader`` handed to the application (so a close with data still unread is reported
-exactly) and notes a ``writer.close()`` never followed by ``await writer.wait_closed()``.
+``expect_frame``/``send_frame``. With ``watch_streams=True`` (or given a *monkeypatch*:
+anything with pytest's ``setattr(target, name, value)`` that undoes its patches later),
+``TcpServerFactory`` watches the asyncio streams connected to its servers, and only those:
+it counts what each ``StreamReader`` handed to the application (so a close with data still
+unread is reported exactly) and notes a ``writer.close()`` never followed by ``await
+writer.wait_closed()``. Its own patches are undone by ``close()``/``stop()``.
 
 Sections: asyncio stream helpers - asyncio stream watch - factories.
 """
@@ -87,6 +88,35 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
 # ---------------------------------------------------------------------------
 
 
+@functools.cache
+def _writer_signature() -> inspect.Signature:
+    """``StreamWriter.__init__``'s signature, computed once (it costs more than the rest
+    of a watch's set-up)."""
+    return inspect.signature(asyncio.StreamWriter.__init__)
+
+
+class _Patches:
+    """Attributes set through ``setattr``, put back in reverse by ``undo()`` (twice is
+    harmless): the stream watch's patches when no *monkeypatch* is given."""
+
+    _ABSENT = object()
+
+    def __init__(self) -> None:
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def setattr(self, target: Any, name: str, value: Any) -> None:
+        self._saved.append((target, name, vars(target).get(name, self._ABSENT)))
+        setattr(target, name, value)
+
+    def undo(self) -> None:
+        while self._saved:
+            target, name, old = self._saved.pop()
+            if old is self._ABSENT:
+                delattr(target, name)
+            else:
+                setattr(target, name, old)
+
+
 class _StreamWatch:
     """Instruments the asyncio streams connected to the watched servers, and only those:
     ``StreamWriter.__init__`` is patched to spot them by peer address, then that writer's
@@ -106,7 +136,7 @@ class _StreamWatch:
 
     def _install(self) -> None:
         original = asyncio.StreamWriter.__init__
-        signature = inspect.signature(original)
+        signature = _writer_signature()
 
         @functools.wraps(original)
         def __init__(writer: asyncio.StreamWriter, *args: Any, **kwargs: Any) -> None:
@@ -190,6 +220,9 @@ class TcpServerFactory:
 
     *timeout* is the default for the servers' steps; ``close()`` runs the teardown
     checks of every server and returns one report of the failures, or None.
+    *watch_streams*: watch the asyncio streams connected to these servers (see the
+    module docstring); the patches are made through *monkeypatch* if given, else undone
+    by ``close()``/``stop()``.
     """
 
     def __init__(
@@ -198,11 +231,16 @@ class TcpServerFactory:
         timeout: float = TCPSERVER_TIMEOUT,
         fail: Callable[[str], NoReturn] | None = None,
         monkeypatch: _Patcher | None = None,
+        watch_streams: bool = False,
     ) -> None:
         self.timeout = _seconds(timeout, "timeout")
         self.servers: list[TcpServer] = []
         self._fail = fail
-        self._watch = None if monkeypatch is None else _StreamWatch(monkeypatch)
+        # Patches go through *monkeypatch* when given (undone by its owner), else through
+        # our own, undone by close()/stop().
+        self._patches = _Patches() if monkeypatch is None and watch_streams else None
+        patcher = monkeypatch or self._patches
+        self._watch = None if patcher is None else _StreamWatch(patcher)
 
     def __call__(self, *, timeout: float | None = None, name: str | None = None) -> TcpServer:
         """A new server; *timeout* (seconds) overrides the default for its steps."""
@@ -225,13 +263,17 @@ class TcpServerFactory:
                 if report:
                     reports.append(report)
         finally:
-            for server in self.servers:
-                server.stop()
+            self.stop()
         return "\n\n".join(reports) or None
 
     def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
+        """Stop every server and undo the stream watch's own patches (idempotent)."""
+        try:
+            for server in self.servers:
+                server.stop()
+        finally:
+            if self._patches is not None:
+                self._patches.undo()
 
     def report_sections(self) -> list[tuple[str, str]]:
         return [

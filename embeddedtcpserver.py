@@ -44,10 +44,12 @@ Sections: helpers - planned steps and their messages - TcpServer - join.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import select
 import socket
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Generator
@@ -279,16 +281,15 @@ class TcpServer:
         self._listeners = _listen("localhost", 0, 16)
         self.service_port: int = self._listeners[0].getsockname()[1]
         self.addresses = [s.getsockname()[:2] for s in self._listeners]
-        self._waker = Waker()
+        self._waker = Waker()  # stop(), or the first failure: every wait ends
+        self._kick = Waker()  # a step was added while the server thread was idle
+        self._idle = False  # the server thread waits for steps (it must be kicked)
+        self._closing = False  # teardown: take the clients queued, then end
         self._stopped = False
-        self._threads = [
-            threading.Thread(target=self._accept_loop, name=f"{name}:{self.service_port}:accept",
-                             daemon=True),
-            threading.Thread(target=self._run, name=f"{name}:{self.service_port}:steps",
-                             daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(
+            target=self._serve, name=f"{name}:{self.service_port}", daemon=True
+        )
+        self._thread.start()
 
     def __repr__(self) -> str:
         return f"<TcpServer {self.name!r} port {self.service_port}>"
@@ -375,7 +376,9 @@ class TcpServer:
                     self._connected_by = index
                 elif planned.kind in ("close", "disconnect"):
                     self._connected_by, self._ended_by = None, index
-                self._changed.notify_all()
+                if self._idle:
+                    self._idle = False
+                    self._kick.wake()
                 return
             failure = Failure("misuse", problem)
             self._record_failure(failure, reported=True)
@@ -464,25 +467,23 @@ class TcpServer:
             self._fail_test(message)
 
     def stop(self) -> None:
-        """Stop at once: wake and join both threads, close every socket. Idempotent."""
+        """Stop at once: wake and join the server thread, close every socket. Idempotent."""
         with self._changed:
             if self._stopped:
                 return
             self._stopped = self._halted = True
             self._notify()
         self._waker.wake()
-        stuck = []
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(JOIN_TIMEOUT)
-                if thread.is_alive():
-                    stuck.append(thread.name)
+        if self._thread is not threading.current_thread():
+            self._thread.join(JOIN_TIMEOUT)
         with self._lock:
             self._close_all()
-        if stuck:
-            log.error("%s: threads did not stop within %s s: %s", self, JOIN_TIMEOUT, stuck)
+        if self._thread.is_alive():
+            log.error("%s: thread %s did not stop within %s s", self, self._thread.name,
+                      JOIN_TIMEOUT)
         else:
             self._waker.close()
+            self._kick.close()
 
     def _final_report(self) -> str | None:
         """Teardown: finish the script, then the client-side checks. A report, or None."""
@@ -496,8 +497,10 @@ class TcpServer:
         with self._lock:
             target = len(self._steps)
         self._wait_blocking(target)
-        self._waker.wake()  # the script is over: the acceptor takes what is queued and ends
-        self._threads[0].join(JOIN_TIMEOUT)
+        with self._lock:  # the script is over: the thread takes the clients queued and ends
+            self._closing = True
+            self._kick.wake()
+        self._thread.join(JOIN_TIMEOUT)
         with self._lock:
             if self._failure is not None:
                 failure = None if self._reported else self._failure
@@ -543,29 +546,83 @@ class TcpServer:
                 self._open.remove(entry)
             entry.sock.close()
 
-    # -- acceptor thread ---------------------------------------------------
+    # -- server thread -----------------------------------------------------
+    #
+    # One thread runs the steps and accepts clients: whenever it waits (for a step to be
+    # added, for a client to connect, or inside a step for the client) it also watches
+    # the listeners, so a second client is noticed at once, mid-step.
 
-    def _accept_loop(self) -> None:
-        poller = select.poll()
-        by_fd = {s.fileno(): s for s in self._listeners}
-        for fd in (*by_fd, self._waker.rfd):
-            poller.register(fd, select.POLLIN)
+    def _serve(self) -> None:
+        listeners = {s.fileno(): s for s in self._listeners}
+        current: tuple[_Accepted, Connection] | None = None
+        closed = False
         try:
             while True:
-                ready = [fd for fd, _ in poller.poll()]
-                if self._waker.rfd in ready:
-                    break
-                for fd in ready:
-                    self._accept_one(by_fd[fd])
-            for listener in self._listeners:  # clients that connected before the wake-up
+                with self._changed:
+                    if self._halted:
+                        return
+                    if self._done < len(self._steps):
+                        index, planned = self._done, self._steps[self._done]
+                    elif self._closing:
+                        break
+                    else:
+                        self._idle = True
+                        planned = None
+                if planned is None:
+                    self._wait_for_work(listeners)
+                    continue
+                try:
+                    current = self._execute(index, planned, current, listeners)
+                except ServerStopped:
+                    return
+                except StepFailed as exc:
+                    self._abort(exc.failure)
+                    return
+                with self._changed:
+                    self._done += 1
+                    self._notify()
+            for listener in self._listeners:  # clients that connected before the end
                 while self._accept_one(listener):
                     pass
+            closed = True  # the queued clients stay for the teardown report; stop() closes
+        except ServerStopped:
+            pass
         except Exception as exc:
-            self._abort(Failure("error", f"the accept loop crashed: {exc!r}",
+            self._abort(Failure("error", f"{self.name} crashed: {exc!r}",
                                 traceback=traceback.format_exc()))
         finally:
             for listener in self._listeners:
                 listener.close()
+            if current is not None:
+                current[1].close("failed" if self._failure else "stopped")
+            with self._changed:
+                if not closed:
+                    self._close_all()
+                self._runner_done = True
+                self._notify()
+
+    def _wait_for_work(self, listeners: dict[int, socket.socket]) -> None:
+        """Idle until a step is added (a kick) or stop; accept the clients meanwhile."""
+        ready = self._poll(listeners, self._kick.rfd, None)
+        if self._kick.rfd in ready:
+            with self._lock:
+                self._kick.clear()
+
+    def _poll(
+        self, listeners: dict[int, socket.socket], extra: int | None, ms: int | None
+    ) -> list[int]:
+        """One wait on the listeners, the waker and *extra*; accepts the clients that
+        arrived. Raises ServerStopped on the waker."""
+        poller = select.poll()
+        for fd in (*listeners, self._waker.rfd, *(() if extra is None else (extra,))):
+            poller.register(fd, select.POLLIN)
+        ready = [fd for fd, _ in poller.poll(ms)]
+        if self._waker.rfd in ready:
+            raise ServerStopped()
+        for fd in ready:
+            if fd in listeners:
+                self._accept_one(listeners[fd])
+        return ready
 
     def _accept_one(self, listener: socket.socket) -> bool:
         try:
@@ -590,7 +647,6 @@ class TcpServer:
                 entry = _Accepted(sock, record)
                 self._pending.append(entry)
                 self._open.append(entry)
-                self._notify()
                 return
             record.ended = "refused: second connection"
         sock.close()
@@ -603,46 +659,19 @@ class TcpServer:
             connection=record.number, peer=peer,
         ))
 
-    # -- runner thread -----------------------------------------------------
-
-    def _run(self) -> None:
-        current: tuple[_Accepted, Connection] | None = None
-        try:
-            while True:
-                with self._changed:
-                    self._changed.wait_for(lambda: self._halted or self._done < len(self._steps))
-                    if self._halted:
-                        return
-                    index, planned = self._done, self._steps[self._done]
-                try:
-                    current = self._execute(index, planned, current)
-                except ServerStopped:
-                    return
-                except StepFailed as exc:
-                    self._abort(exc.failure)
-                    return
-                with self._changed:
-                    self._done += 1
-                    self._notify()
-        except Exception as exc:
-            self._abort(Failure("error", f"{self.name} crashed: {exc!r}",
-                                traceback=traceback.format_exc()))
-        finally:
-            if current is not None:
-                current[1].close("failed" if self._failure else "stopped")
-            with self._changed:
-                self._close_all()
-                self._runner_done = True
-                self._notify()
-
     def _execute(
-        self, index: int, planned: _Planned, current: tuple[_Accepted, Connection] | None
+        self, index: int, planned: _Planned, current: tuple[_Accepted, Connection] | None,
+        listeners: dict[int, socket.socket],
     ) -> tuple[_Accepted, Connection] | None:
         """Run one step; return the connection being served afterwards."""
         if planned.kind == "connect":
-            entry = self._take_connection(index, planned)
+            entry = self._take_connection(index, planned, listeners)
             conn = Connection(entry.sock.dup(), entry.record.peer, entry.record, self._waker,
                               self.timeout, self._emit)
+            conn.also_watch = {
+                fd: functools.partial(self._accept_one, listener)
+                for fd, listener in listeners.items()
+            }
             self._emit(entry.record, "taken by expect_connect()")
             return entry, conn
         assert current is not None and planned.step is not None, "the script checks forbid it"
@@ -670,13 +699,21 @@ class TcpServer:
         self._end(entry)
         return None
 
-    def _take_connection(self, index: int, planned: _Planned) -> _Accepted:
-        with self._changed:
-            self._changed.wait_for(lambda: self._pending or self._halted, planned.timeout)
-            if self._halted:
-                raise ServerStopped()
-            if self._pending:
-                return self._pending.popleft()
+    def _take_connection(
+        self, index: int, planned: _Planned, listeners: dict[int, socket.socket]
+    ) -> _Accepted:
+        deadline = time.monotonic() + planned.timeout
+        while True:
+            with self._lock:
+                if self._halted:
+                    raise ServerStopped()
+                if self._pending:
+                    return self._pending.popleft()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._poll(listeners, None, min(int(left * 1000) + 1, 2**31 - 1))
+        with self._lock:
             hosts = " and ".join(a[0] for a in self.addresses)
             raise StepFailed(Failure(
                 "timeout",

@@ -25,9 +25,9 @@ What the plugin adds: failures are reported with ``pytest.fail``. At teardown of
 that passed, every server is checked: a ``TcpServer`` that has not failed gets
 ``expect_disconnect()`` (if a client is still connected in its script) and is joined; a
 ``command_server`` server is stopped and ``check()``ed. Asyncio streams connected to this
-test's ``TcpServer``s are watched through pytest's ``monkeypatch``, so the patches are undone
-at teardown. When a test fails, its servers are stopped (so their transcripts are final) and
-each transcript is attached to the report as a section. Step timeouts default to 1 s for
+test's ``TcpServer``s are watched (patches undone at teardown). When a test fails, its
+servers are stopped (so their transcripts are final) and each transcript is attached to
+the report as a section. Step timeouts default to 1 s for
 ``tcpserver`` (the engine's default for ``command_server``): the ``embeddedserver_timeout``
 ini setting or fixture changes that for the fixtures.
 
@@ -137,32 +137,46 @@ def embeddedserver_timeout(pytestconfig: pytest.Config) -> float | None:
     return pytestconfig.stash.get(_TIMEOUT, None)
 
 
-@pytest.fixture
-def tcpserver_factory(
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
-    embeddedserver_timeout: float | None,
-) -> Iterator[TcpServerFactory]:
-    """Make independent ``TcpServer``s: ``server = await tcpserver_factory()`` (or
-    without await in a sync test); ``tcpserver_factory(timeout=0.5, name="db")``. At
-    teardown each server is checked (``expect_disconnect()`` if a client is connected in
-    its script, then join) and stopped."""
-    factory = TcpServerFactory(
-        timeout=TCPSERVER_TIMEOUT if embeddedserver_timeout is None else embeddedserver_timeout,
+def _tcpserver_factory(timeout: float | None) -> TcpServerFactory:
+    return TcpServerFactory(
+        timeout=TCPSERVER_TIMEOUT if timeout is None else timeout,
         fail=_pytest_fail,
-        monkeypatch=monkeypatch,
+        watch_streams=True,
     )
-    _register(request, factory)
-    yield factory
+
+
+def _close(
+    factory: TcpServerFactory | CommandServerFactory, request: pytest.FixtureRequest
+) -> None:
     report = factory.close(check=_should_check(request))
     if report:
         pytest.fail(report, pytrace=False)
 
 
 @pytest.fixture
-def tcpserver(tcpserver_factory: TcpServerFactory) -> TcpServer:
-    """One ``TcpServer`` from ``tcpserver_factory``, named "tcpserver"."""
-    return tcpserver_factory(name="tcpserver")
+def tcpserver_factory(
+    request: pytest.FixtureRequest, embeddedserver_timeout: float | None
+) -> Iterator[TcpServerFactory]:
+    """Make independent ``TcpServer``s: ``server = await tcpserver_factory()`` (or
+    without await in a sync test); ``tcpserver_factory(timeout=0.5, name="db")``. At
+    teardown each server is checked (``expect_disconnect()`` if a client is connected in
+    its script, then join) and stopped."""
+    factory = _tcpserver_factory(embeddedserver_timeout)
+    _register(request, factory)
+    yield factory
+    _close(factory, request)
+
+
+@pytest.fixture
+def tcpserver(
+    request: pytest.FixtureRequest, embeddedserver_timeout: float | None
+) -> Iterator[TcpServer]:
+    """One ``TcpServer``, named "tcpserver", made and checked as ``tcpserver_factory``'s
+    are (its own factory: one fixture fewer to set up per test)."""
+    factory = _tcpserver_factory(embeddedserver_timeout)
+    _register(request, factory)
+    yield factory(name="tcpserver")
+    _close(factory, request)
 
 
 @pytest.fixture
@@ -175,6 +189,4 @@ def command_server(
     factory = CommandServerFactory(embeddedserver_timeout)
     _register(request, factory)
     yield factory
-    report = factory.close(check=_should_check(request))
-    if report:
-        pytest.fail(report, pytrace=False)
+    _close(factory, request)

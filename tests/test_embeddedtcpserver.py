@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -83,27 +82,6 @@ def test_importing_the_modules_does_not_import_pytest() -> None:
 # ---------------------------------------------------------------------------
 
 
-class _Patches:
-    """What a non-pytest user can pass as *monkeypatch*: setattr, undone in reverse."""
-
-    _ABSENT = object()
-
-    def __init__(self) -> None:
-        self._saved: list[tuple[Any, str, Any]] = []
-
-    def setattr(self, target: Any, name: str, value: Any) -> None:
-        self._saved.append((target, name, vars(target).get(name, self._ABSENT)))
-        setattr(target, name, value)
-
-    def undo(self) -> None:
-        while self._saved:
-            target, name, old = self._saved.pop()
-            if old is self._ABSENT:
-                delattr(target, name)
-            else:
-                setattr(target, name, old)
-
-
 def test_factory_reports_each_failing_server_from_close() -> None:
     factory = TcpServerFactory(timeout=0.3)
     good, bad = factory(name="good"), factory(name="bad")
@@ -118,27 +96,45 @@ def test_factory_reports_each_failing_server_from_close() -> None:
     assert "good" not in report
 
 
+def _watched_exchange(factory: TcpServerFactory) -> None:
+    """An asyncio client that leaves 6 bytes unread: the watch must count them exactly."""
+    server = factory()
+    server.expect_connect()
+    server.send_bytes(b"hello world")
+    server.expect_disconnect()
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.service_port)
+        assert await reader.readexactly(5) == b"hello"
+        writer.close()
+        await writer.wait_closed()
+        with pytest.raises(AssertionError, match="6 bytes the server sent still unread"):
+            await server.join()
+
+    asyncio.run(client())
+
+
+def test_factory_watch_streams_patches_and_undoes_them_itself() -> None:
+    original = asyncio.StreamWriter.__init__
+    factory = TcpServerFactory(timeout=10, watch_streams=True)
+    try:
+        _watched_exchange(factory)
+        assert asyncio.StreamWriter.__init__ is not original  # watching
+        assert factory.close() is None  # the failure was reported by join() already
+        assert asyncio.StreamWriter.__init__ is original
+    finally:
+        factory.stop()  # twice is harmless
+    assert asyncio.StreamWriter.__init__ is original
+
+
 def test_factory_watch_counts_what_an_asyncio_client_read_with_any_patcher() -> None:
     original = asyncio.StreamWriter.__init__
-    patches = _Patches()
-    factory = TcpServerFactory(timeout=10, monkeypatch=patches)
-    try:
-        server = factory()
-        server.expect_connect()
-        server.send_bytes(b"hello world")
-        server.expect_disconnect()
-
-        async def client() -> None:
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.service_port)
-            assert await reader.readexactly(5) == b"hello"
-            writer.close()
-            await writer.wait_closed()
-            with pytest.raises(AssertionError, match="6 bytes the server sent still unread"):
-                await server.join()
-
-        asyncio.run(client())
-        assert factory.close() is None  # the failure was reported by join() already
-    finally:
-        factory.stop()
-        patches.undo()
+    with pytest.MonkeyPatch.context() as patches:  # any object with setattr() will do
+        factory = TcpServerFactory(timeout=10, monkeypatch=patches)
+        try:
+            _watched_exchange(factory)
+            assert factory.close() is None
+            assert asyncio.StreamWriter.__init__ is not original  # the patcher's to undo
+        finally:
+            factory.stop()
     assert asyncio.StreamWriter.__init__ is original
