@@ -53,11 +53,10 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from embeddedconn import Waker
-from embeddedrecord import ConnectionRecord, Failure, render_transcript
+from embeddedrecord import ConnectionRecord, Failure
 from embeddedscript import DEFAULT_TIMEOUT
 from embeddedscriptfile import (  # the notes it reads back, and its public API
     _CLIENT_EOF,
@@ -70,7 +69,7 @@ from embeddedscriptfile import (  # the notes it reads back, and its public API
     parse_script,
     save_script,
 )
-from embeddedserver import _describe_address, _listen, _listen_unix, _unix_path
+from embeddedserver import _describe_address, _ServingBase, _unix_path
 
 __all__ = [
     "FORMAT_HEADER",
@@ -115,7 +114,7 @@ class _Pipe:
         return [s for s in (self.client, self.upstream) if s is not None]
 
 
-class RecordingProxy:
+class RecordingProxy(_ServingBase):
     """Forward connections to a real server and record each conversation.
 
     ``RecordingProxy(target)`` listens before it returns (on a free loopback port, or
@@ -142,6 +141,9 @@ class RecordingProxy:
             proxy.save("conversation.script")
     """
 
+    _finished_word = "ended"  # both sides closed
+    _log = log
+
     def __init__(
         self,
         target: tuple[str, int] | str | os.PathLike[str],
@@ -158,30 +160,16 @@ class RecordingProxy:
         if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
             raise ValueError(f"backlog must be an int >= 1, not {backlog!r}")
         self.timeout = float(timeout)
-        self.path = _unix_path(path, host, port)
-        self.host: str | None = host
-        self.port: int | None = None
-        if self.path is None:
+        unix_path = _unix_path(path, host, port)
+        if unix_path is None:
             if not isinstance(host, str) or not host:
                 raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")
             if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(
                     f"port must be an int from 0 (any free port) to 65535, not {port!r}"
                 )
-            self._listeners = _listen(host, port, backlog)
-            self.port = self._listeners[0].getsockname()[1]
-            self.address: Any = self._listeners[0].getsockname()[:2]
-        else:
-            self._listeners = [_listen_unix(self.path, backlog)]
-            self.host = None
-            self.address = self.path
-        self._where = _describe_address(self.host, self.port, self.path)
-        self.connections: list[ConnectionRecord] = []
-        self.errors: list[Failure] = []
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._accepted = 0
-        self._finished = 0
+        super().__init__()
+        self._open_listeners(host, port, unix_path, backlog)
         self._stop_lock = threading.Lock()
         self._waker = Waker()
         self._thread = threading.Thread(
@@ -193,42 +181,11 @@ class RecordingProxy:
         state = "stopped" if self._waker.closed else "recording"
         return f"<RecordingProxy {self._where} -> {self.target} {state}>"
 
-    def __enter__(self) -> RecordingProxy:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        __tracebackhide__ = True
-        self.stop()
-        if exc_type is None:
-            self.check()
-
     # -- results -------------------------------------------------------------
-
-    def check(self) -> None:
-        """Raise AssertionError describing every failure recorded so far, if any."""
-        __tracebackhide__ = True
-        with self._lock:
-            errors = list(self.errors)
-        if errors:
-            body = "\n\n".join(f"{n}) {f.message()}" for n, f in enumerate(errors, 1))
-            raise AssertionError(f"{self!r}: {len(errors)} failure(s)\n\n{body}")
-
-    def transcript(self) -> str:
-        """Every recorded connection as readable text."""
-        with self._lock:
-            records = list(self.connections)
-        return render_transcript(records)
 
     def script(self, *, timing: bool = True, min_delay: float = 0.01, comment: str = "") -> str:
         """The recording as script file text (``format_script`` of ``connections``)."""
-        with self._lock:
-            records = list(self.connections)
-        return format_script(records, timing=timing, min_delay=min_delay, comment=comment)
+        return format_script(self._records(), timing=timing, min_delay=min_delay, comment=comment)
 
     def save(
         self,
@@ -240,37 +197,15 @@ class RecordingProxy:
     ) -> None:
         """Write the recording to *path* as a script file (see ``save_script``).
         Call ``wait_idle()`` first, so that every connection has been recorded to its end."""
-        with self._lock:
-            records = list(self.connections)
-        save_script(records, path, timing=timing, min_delay=min_delay, comment=comment)
+        save_script(self._records(), path, timing=timing, min_delay=min_delay, comment=comment)
 
-    # -- waiting ---------------------------------------------------------------
+    # -- wording of the shared messages ------------------------------------------
 
-    def wait_for_connections(
-        self, n: int = 1, timeout: float = DEFAULT_TIMEOUT, *, finished: bool = True
-    ) -> None:
-        """Wait until *n* connections have ended (both sides closed) or, with
-        ``finished=False``, been accepted. Raises TimeoutError saying how many there were."""
-        __tracebackhide__ = True
-        with self._changed:
-            done = self._changed.wait_for(
-                lambda: (self._finished if finished else self._accepted) >= n, timeout
-            )
-            count = self._finished if finished else self._accepted
-        if not done:
-            what = "ended" if finished else "accepted"
-            raise TimeoutError(f"{count} of {n} connections {what} within {timeout} s on {self!r}")
+    def _report_head(self, count: int) -> str:
+        return f"{self!r}: {count} failure(s)"
 
-    def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Wait until every connection accepted so far has ended. TimeoutError if not."""
-        __tracebackhide__ = True
-        with self._changed:
-            done = self._changed.wait_for(lambda: self._finished >= self._accepted, timeout)
-            open_now = self._accepted - self._finished
-        if not done:
-            raise TimeoutError(
-                f"{self!r} still has {open_now} open connection(s) after {timeout} s"
-            )
+    def _still_busy(self, open_now: int) -> str:
+        return f"still has {open_now} open connection(s)"
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -288,11 +223,6 @@ class RecordingProxy:
             self._waker.close()
 
     # -- the proxy thread --------------------------------------------------------
-
-    def _record(self, failure: Failure) -> None:
-        with self._lock:
-            self.errors.append(failure)
-        log.warning("%r: %s", self, failure.summary)
 
     def _loop(self) -> None:
         pipes: list[_Pipe] = []
@@ -363,12 +293,11 @@ class RecordingProxy:
             client, peer = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        with self._changed:
-            self._accepted += 1
-            number = self._accepted
-            record = ConnectionRecord(number, peer)
+        number = self._accepted + 1  # only this thread changes it
+        record = ConnectionRecord(number, peer)
+        with self._lock:
             self.connections.append(record)
-            self._changed.notify_all()
+        self._accepted_one(number)
         client.setblocking(False)
         record.add("note", text="connected")
         pipe = _Pipe(client, record)
@@ -482,9 +411,7 @@ class RecordingProxy:
             except OSError:
                 pass
         log.info("%r: connection #%d ended (%s)", self, pipe.record.number, pipe.record.ended)
-        with self._changed:
-            self._finished += 1
-            self._changed.notify_all()
+        self._finished_one()
 
 
 def _abort(sock: socket.socket) -> None:

@@ -22,7 +22,7 @@ What a client does wrong is recorded as a ``Failure`` in ``server.errors`` (the
 connection is closed); ``check()`` raises ``AssertionError`` with all of them. An
 exception on a server thread is recorded the same way, never lost.
 
-Sections: connection I/O - listeners - servers - unittest helper - command line.
+Sections: listeners - shared bookkeeping - servers - unittest helper - command line.
 """
 
 from __future__ import annotations
@@ -265,13 +265,185 @@ def _describe_address(host: str | None, port: int | None, path: str | None) -> s
 
 
 # ---------------------------------------------------------------------------
+# shared bookkeeping
+# ---------------------------------------------------------------------------
+
+_ServingT = TypeVar("_ServingT", bound="_ServingBase")
+
+
+class _ServingBase:
+    """The bookkeeping a fake server and the recording proxy (``embeddedreplay``) share:
+    where they listen, the connections and failures recorded, the report ``check()``
+    raises, the context manager, and the waits on the counts of accepted and finished
+    connections.
+
+    A subclass calls ``super().__init__()`` and ``_open_listeners()`` in its constructor,
+    counts connections with ``_accepted_one()``/``_finished_one()``, records failures with
+    ``_record()``, and provides ``stop()`` and ``__repr__``. It may override the wording
+    hooks ``_report_head()`` and ``_still_busy()`` and the class attributes below.
+    """
+
+    #: The word for a connection served to its end, in ``wait_for_connections()`` messages.
+    _finished_word = "finished"
+    _log = log
+
+    path: str | None
+    host: str | None
+    port: int | None
+    addresses: list[Any]
+    _listeners: list[socket.socket]
+    _where: str
+
+    def __init__(self) -> None:
+        self.errors: list[Failure] = []
+        self.connections: list[ConnectionRecord] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # The count lets the threads that count connections skip notify_all() (a
+        # measurable cost per connection) when nobody waits.
+        self._waiting = 0  # threads in wait_for_connections()/wait_idle()
+        self._accepted = 0
+        self._finished = 0
+
+    def _open_listeners(self, host: str, port: int, path: str | None, backlog: int) -> None:
+        """Listen on the Unix socket *path* if it is given, else on *host*/*port*."""
+        self.path = path
+        if path is None:
+            self.host = host
+            self._listeners = _listen(host, port, backlog)
+            self.addresses = [s.getsockname()[:2] for s in self._listeners]
+            self.port = self.addresses[0][1]
+        else:
+            self._listeners = [_listen_unix(path, backlog)]
+            self.host = self.port = None
+            self.addresses = [path]
+        self._where = _describe_address(self.host, self.port, path)
+
+    @property
+    def address(self) -> Any:
+        """Where clients connect, as ``socket.connect`` takes it: ``(host, port)`` of the
+        first listener for TCP, the path (str) for a Unix socket."""
+        return self.addresses[0]
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    # -- context manager -----------------------------------------------------
+
+    def __enter__(self: _ServingT) -> _ServingT:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        __tracebackhide__ = True
+        self.stop()
+        if exc_type is None:
+            self.check()
+        elif exc is not None and self.errors and hasattr(exc, "add_note"):  # 3.11+
+            # The block's own error wins, but the recorded failures often explain it
+            # (a client error caused by a step that failed): keep them in view.
+            exc.add_note(self.failure_report())
+
+    # -- results -------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise AssertionError describing every failure recorded so far, if any."""
+        __tracebackhide__ = True
+        with self._lock:
+            errors = list(self.errors)
+        if errors:
+            raise AssertionError(self.failure_report(errors))
+
+    def failure_report(self, errors: Sequence[Failure] | None = None) -> str:
+        """The text ``check()`` raises with."""
+        if errors is None:
+            with self._lock:
+                errors = list(self.errors)
+        body = [f"{n}) {f.message()}" for n, f in enumerate(errors, 1)]
+        return "\n\n".join([self._report_head(len(errors)), *body])
+
+    def _report_head(self, count: int) -> str:
+        return f"{type(self).__name__} on {self._where}: {count} failure{'s' if count != 1 else ''}"
+
+    def transcript(self) -> str:
+        """Every connection so far, as readable text (see ``ConnectionRecord.render``)."""
+        return render_transcript(self._records())
+
+    def _records(self) -> list[ConnectionRecord]:
+        with self._lock:
+            return list(self.connections)
+
+    def _record(self, failure: Failure) -> None:
+        with self._lock:
+            self.errors.append(failure)
+        self._log.warning("%r: %s", self, failure.summary)
+
+    # -- counting and waiting -------------------------------------------------
+
+    def _accepted_one(self, number: int) -> None:
+        """Count connection *number* as accepted (called by the one accepting thread)."""
+        with self._changed:
+            self._accepted = number
+            if self._waiting:
+                self._changed.notify_all()
+
+    def _finished_one(self) -> None:
+        """Count one more connection as finished."""
+        with self._changed:
+            self._finished += 1
+            if self._waiting:
+                self._changed.notify_all()
+
+    def wait_for_connections(
+        self, n: int = 1, timeout: float = DEFAULT_TIMEOUT, *, finished: bool = True
+    ) -> None:
+        """Wait until *n* connections have ended (or, with ``finished=False``, been
+        accepted). Raises TimeoutError saying how many there were."""
+        __tracebackhide__ = True
+        with self._changed:
+            done = self._wait_for(
+                lambda: (self._finished if finished else self._accepted) >= n, timeout
+            )
+            count = self._finished if finished else self._accepted
+        if not done:
+            what = self._finished_word if finished else "accepted"
+            raise TimeoutError(
+                f"{count} of {n} connections {what} within {timeout} s on {self!r}"
+            )
+
+    def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until every connection accepted so far has ended. TimeoutError if not."""
+        __tracebackhide__ = True
+        with self._changed:
+            done = self._wait_for(lambda: self._finished >= self._accepted, timeout)
+            open_now = self._accepted - self._finished
+        if not done:
+            raise TimeoutError(f"{self!r} {self._still_busy(open_now)} after {timeout} s")
+
+    def _still_busy(self, open_now: int) -> str:
+        return "still serving a connection"
+
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        # Called holding the lock.
+        self._waiting += 1
+        try:
+            return self._changed.wait_for(predicate, timeout)
+        finally:
+            self._waiting -= 1
+
+
+# ---------------------------------------------------------------------------
 # servers
 # ---------------------------------------------------------------------------
 
 _ServerT = TypeVar("_ServerT", bound="CommandServer")
 
 
-class CommandServer:
+class CommandServer(_ServingBase):
     """A fake TCP server that runs a script against each client connection.
 
     ``CommandServer(commands)`` binds and listens before it returns, then serves on its
@@ -322,6 +494,7 @@ class CommandServer:
         _check_args(
             host, port, verbose, timeout, max_connections, ssl_context, backlog, concurrent
         )
+        super().__init__()
         self.STOPPED = False
         self.verbose = verbose
         self.timeout = float(timeout)
@@ -329,37 +502,18 @@ class CommandServer:
         self.max_connections = max_connections
         self.ssl_context = ssl_context
         self.received: list[bytes] = []
-        self.errors: list[Failure] = []
-        self.connections: list[ConnectionRecord] = []
         #: ``on_event(record, event)`` is called on the server thread for every event of
         #: every connection started after it is set (see ``ConnectionRecord.listener``).
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be a callable(record, event) or None, not {on_event!r}")
         self.on_event = on_event
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._waiting = 0  # threads in wait_for_connections()/wait_idle()
         self._rbuf: bytearray | None = None  # the accept thread's read buffer
-        self._accepted = 0
-        self._finished = 0
         self._workers: list[threading.Thread] = []
         self._prune_at = 64  # drop finished workers from the list when it is this long
         self._stop_lock = threading.Lock()
         self._stopped_inside = False  # stop() was called by a server thread
         #: The Unix socket path (None for TCP); ``address`` is where clients connect.
-        self.path = _unix_path(path, host, port)
-        self.host: str | None = host
-        self.port: int | None
-        self.addresses: list[Any]
-        if self.path is None:
-            self._listeners = _listen(host, port, backlog)
-            self.addresses = [s.getsockname()[:2] for s in self._listeners]
-            self.port = self.addresses[0][1]
-        else:
-            self._listeners = [_listen_unix(self.path, backlog)]
-            self.host = self.port = None
-            self.addresses = [self.path]
-        self._where = _describe_address(self.host, self.port, self.path)
+        self._open_listeners(host, port, _unix_path(path, host, port), backlog)
         self._tag = self._where if self.path is not None else f":{self.port}"  # messages
         self._waker = Waker()
         self._thread = threading.Thread(
@@ -370,12 +524,6 @@ class CommandServer:
     def __repr__(self) -> str:
         state = "stopped" if self.STOPPED else "serving"
         return f"<{type(self).__name__} {self._where} {state}>"
-
-    @property
-    def address(self) -> Any:
-        """Where clients connect, as ``socket.connect`` takes it: ``(host, port)`` of the
-        first listener for TCP, the path (str) for a Unix socket."""
-        return self.addresses[0]
 
     @classmethod
     def from_file(
@@ -399,90 +547,6 @@ class CommandServer:
         from embeddedreplay import load_script  # embeddedreplay imports this module
 
         return cls(load_script(path, exact=exact, keep_timing=keep_timing), **kwargs)
-
-    # -- context manager -----------------------------------------------------
-
-    def __enter__(self) -> CommandServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        __tracebackhide__ = True
-        self.stop()
-        if exc_type is None:
-            self.check()
-        elif exc is not None and self.errors and hasattr(exc, "add_note"):  # 3.11+
-            # The block's own error wins, but the server's failures often explain it
-            # (a client error caused by a step that failed): keep them in view.
-            exc.add_note(self.failure_report())
-
-    # -- results -------------------------------------------------------------
-
-    def check(self) -> None:
-        """Raise AssertionError describing every failure recorded so far, if any."""
-        __tracebackhide__ = True
-        with self._lock:
-            errors = list(self.errors)
-        if errors:
-            raise AssertionError(self.failure_report(errors))
-
-    def failure_report(self, errors: Sequence[Failure] | None = None) -> str:
-        """The text ``check()`` raises with."""
-        if errors is None:
-            with self._lock:
-                errors = list(self.errors)
-        head = (
-            f"{type(self).__name__} on {self._where}: "
-            f"{len(errors)} failure{'s' if len(errors) != 1 else ''}"
-        )
-        body = [f"{n}) {f.message()}" for n, f in enumerate(errors, 1)]
-        return "\n\n".join([head, *body])
-
-    def transcript(self) -> str:
-        """Every connection so far, as readable text (see ``ConnectionRecord.render``)."""
-        with self._lock:
-            records = list(self.connections)
-        return render_transcript(records)
-
-    # -- waiting -------------------------------------------------------------
-
-    def wait_for_connections(
-        self, n: int = 1, timeout: float = DEFAULT_TIMEOUT, *, finished: bool = True
-    ) -> None:
-        """Wait until *n* connections have been served to the end (or, with
-        ``finished=False``, accepted). Raises TimeoutError saying how many there were."""
-        __tracebackhide__ = True
-        with self._changed:
-            done = self._wait_for(
-                lambda: (self._finished if finished else self._accepted) >= n, timeout
-            )
-            count = self._finished if finished else self._accepted
-        if not done:
-            what = "finished" if finished else "accepted"
-            raise TimeoutError(
-                f"{count} of {n} connections {what} within {timeout} s on {self!r}"
-            )
-
-    def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Wait until every connection accepted so far has been served to the end."""
-        __tracebackhide__ = True
-        with self._changed:
-            done = self._wait_for(lambda: self._finished >= self._accepted, timeout)
-        if not done:
-            raise TimeoutError(f"{self!r} still serving a connection after {timeout} s")
-
-    def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        # Called holding the lock. The count lets the server threads skip notify_all()
-        # (a measurable cost per connection) when nobody waits.
-        self._waiting += 1
-        try:
-            return self._changed.wait_for(predicate, timeout)
-        finally:
-            self._waiting -= 1
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -557,10 +621,7 @@ class CommandServer:
                                 poller.unregister(lst)
                                 lst.close()
                             by_fd = {}
-                        with self._changed:
-                            self._accepted = number
-                            if self._waiting:
-                                self._changed.notify_all()
+                        self._accepted_one(number)
                         self._start_connection(sock, peer, number)
                         if not (by_fd and self.concurrent):
                             break
@@ -665,10 +726,7 @@ class CommandServer:
             try:
                 self._on_connection_end()
             finally:
-                with self._changed:
-                    self._finished += 1
-                    if self._waiting:
-                        self._changed.notify_all()
+                self._finished_one()
 
     def _got_chunk(self, chunk: bytes) -> None:
         with self._lock:
@@ -676,9 +734,7 @@ class CommandServer:
         self._on_chunk(chunk)
 
     def _record(self, failure: Failure) -> None:
-        with self._lock:
-            self.errors.append(failure)
-        log.warning("%s: %s", self, failure.summary)
+        super()._record(failure)
         if self.verbose:
             print(f"[embeddedserver {self._tag}] FAILED {failure.message()}", flush=True)
 

@@ -745,22 +745,67 @@ def test_proxy_forwards_large_transfers_intact() -> None:
     assert "client: hex 00 01 02" in proxy.script()
 
 
-def test_proxy_records_an_unreachable_server(tmp_path: Path) -> None:
+def _connect_and_be_reset(proxy: RecordingProxy) -> None:
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=CLIENT_TIMEOUT) as c:
+            assert c.recv(100) == b""
+    except ConnectionResetError:
+        pass  # the proxy resets the client (even before connect() returns, if slow)
+    proxy.wait_for_connections(1)
+
+
+def _proxy_to_nobody(tmp_path: Path) -> RecordingProxy:
+    """A stopped proxy that forwarded one connection to a server that does not exist."""
     proxy = RecordingProxy(str(tmp_path / "nobody-listens.sock"))
     try:
-        try:
-            with socket.create_connection(("127.0.0.1", proxy.port),
-                                          timeout=CLIENT_TIMEOUT) as c:
-                assert c.recv(100) == b""
-        except ConnectionResetError:
-            pass  # the proxy resets the client (even before connect() returns, if slow)
-        proxy.wait_for_connections(1)
+        _connect_and_be_reset(proxy)
     finally:
         proxy.stop()
+    return proxy
+
+
+def test_proxy_records_an_unreachable_server(tmp_path: Path) -> None:
+    proxy = _proxy_to_nobody(tmp_path)
     [failure] = proxy.errors
     assert "cannot connect to the real server unix:" in failure.summary
     with pytest.raises(AssertionError, match="cannot connect to the real server"):
         proxy.check()
+
+
+def test_proxy_messages_name_the_proxy_and_count_what_it_saw(tmp_path: Path) -> None:
+    upstream = CommandServer([Hang()], verbose=False)
+    try:
+        with RecordingProxy(upstream.address) as proxy:
+            with pytest.raises(TimeoutError, match=r"^0 of 1 connections ended within 0\.05 s "
+                                                   r"on <RecordingProxy 127\.0\.0\.1:"):
+                proxy.wait_for_connections(1, timeout=0.05)
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=CLIENT_TIMEOUT):
+                proxy.wait_for_connections(1, finished=False)
+                with pytest.raises(TimeoutError,
+                                   match=r"still has 1 open connection\(s\) after 0\.05 s$"):
+                    proxy.wait_idle(timeout=0.05)
+            proxy.wait_idle()
+    finally:
+        upstream.stop()
+    proxy = _proxy_to_nobody(tmp_path)
+    report = proxy.failure_report()
+    assert report.startswith(f"{proxy!r}: 1 failure(s)\n\n1) connection #1 from 127.0.0.1:")
+    with pytest.raises(AssertionError) as caught:
+        proxy.check()
+    assert str(caught.value) == report
+
+
+@pytest.mark.skipif(not hasattr(Exception, "add_note"), reason="exception notes: Python 3.11+")
+def test_proxy_adds_its_failures_as_a_note_to_an_error_in_the_with_block(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConnectionError, match="the client gave up") as caught:
+        with RecordingProxy(str(tmp_path / "nobody-listens.sock")) as proxy:
+            _connect_and_be_reset(proxy)
+            raise ConnectionError("the client gave up")
+    [note] = caught.value.__notes__
+    assert note == proxy.failure_report()
+    assert "cannot connect to the real server unix:" in note
 
 
 @pytest.mark.parametrize(
