@@ -111,6 +111,10 @@ def pytest_runtest_makereport(
         if sections:
             item.stash[_SECTIONS_ADDED] = True
             report.sections.extend(sections)
+    if report.when == "teardown" and _REPORTERS in item.stash:
+        # The item lives as long as the session: let its servers (transcripts, sockets,
+        # threads) go now, not after the last test.
+        del item.stash[_REPORTERS]
     return report
 
 
