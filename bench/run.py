@@ -731,6 +731,9 @@ def _pytest_wall(directory: Path, filename: str, extra: list[str]) -> float:
     env["EMBEDDEDSERVER_BENCH_SESSION"] = str(directory / "session.txt")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("PYTEST_ADDOPTS", None)
+    # Let the warm-up run cache the assert-rewritten modules, as a developer's runs do:
+    # else every run rewrites every test module again and the figure drowns in that noise.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     # Plugins the tests do not use are left out: they only add start-up noise.
     cmd = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
