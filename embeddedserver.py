@@ -74,6 +74,7 @@ from embeddedscript import (
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "JOIN_TIMEOUT",
     "RECEIVE",
     "AcceptAndClose",
     "AsyncioCommandServer",
@@ -107,6 +108,7 @@ __all__ = [
     "StepFailed",
     "compile_script",
     "http_response",
+    "listen_tcp",
     "server_for_test",
 ]
 
@@ -159,8 +161,25 @@ def _resolve(host: str, port: int) -> tuple[int, tuple[Any, ...]]:
     return family, address
 
 
-def _listen(host: str, port: int, backlog: int) -> list[socket.socket]:
-    """Bind and listen. ``"localhost"`` means 127.0.0.1 and ::1 on one port."""
+def listen_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """Bind and listen on *host*/*port* as the servers here do, for a server of your own.
+
+    Returns the listening sockets, non-blocking: one, or two for ``"localhost"``
+    (127.0.0.1 and ::1 on the same port; only 127.0.0.1 where there is no IPv6
+    loopback). *port* 0 picks a free port; a given port is bound with SO_REUSEADDR.
+    An IPv6 listener is IPv6-only. *backlog* is the listen queue length (>= 1).
+
+    Raises TypeError/ValueError for a bad argument, OSError saying which host and port
+    could not be listened on (and, for a busy port, to use port=0).
+
+        >>> [listener] = listen_tcp("127.0.0.1", 0, 16)
+        >>> listener.getsockname()[1] > 0
+        True
+        >>> listener.close()
+    """
+    _check_host(host)
+    _check_int(port, "port", 0, 65535, "an int from 0 (any free port) to 65535")
+    _check_int(backlog, "backlog", 1, None, "an int >= 1")
     reuse = port != 0
     try:
         if host != "localhost":
@@ -186,6 +205,10 @@ def _listen(host: str, port: int, backlog: int) -> list[socket.socket]:
         reason = exc.strerror or str(exc)
         hint = " (use port=0 for a free port)" if exc.errno == errno.EADDRINUSE else ""
         raise OSError(exc.errno, f"cannot listen on {host!r} port {port}: {reason}{hint}") from exc
+
+
+#: The name ``embeddedtcpserver`` imports (kept for it and for older callers).
+_listen = listen_tcp
 
 
 class _UnixListener(socket.socket):
@@ -310,7 +333,7 @@ class _ServingBase:
         self.path = path
         if path is None:
             self.host = host
-            self._listeners = _listen(host, port, backlog)
+            self._listeners = listen_tcp(host, port, backlog)
             self.addresses = [s.getsockname()[:2] for s in self._listeners]
             self.port = self.addresses[0][1]
         else:
@@ -761,12 +784,16 @@ def _check_int(value: Any, name: str, low: int, high: int | None, accepted: str)
         raise ValueError(f"{name} must be {accepted}, not {value!r}")
 
 
+def _check_host(host: Any) -> None:
+    if not isinstance(host, str) or not host:
+        raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")
+
+
 def _check_args(
     host: Any, port: Any, verbose: Any, timeout: Any, max_connections: Any,
     ssl_context: Any, backlog: Any, concurrent: Any = False,
 ) -> None:
-    if not isinstance(host, str) or not host:
-        raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")
+    _check_host(host)
     _check_int(port, "port", 0, 65535, "an int from 0 (any free port) to 65535")
     if not isinstance(verbose, bool):
         raise TypeError(f"verbose must be True or False, not {verbose!r}")
