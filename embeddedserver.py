@@ -312,8 +312,8 @@ class _ServingBase:
 
     path: str | None
     host: str | None
-    port: int | None
     addresses: list[Any]
+    _port: int | None
     _listeners: list[socket.socket]
     _where: str
 
@@ -335,12 +335,27 @@ class _ServingBase:
             self.host = host
             self._listeners = listen_tcp(host, port, backlog)
             self.addresses = [s.getsockname()[:2] for s in self._listeners]
-            self.port = self.addresses[0][1]
+            self._port = self.addresses[0][1]
         else:
             self._listeners = [_listen_unix(path, backlog)]
-            self.host = self.port = None
+            self.host = self._port = None
             self.addresses = [path]
-        self._where = _describe_address(self.host, self.port, path)
+        self._where = _describe_address(self.host, self._port, path)
+
+    @property
+    def port(self) -> int:
+        """The TCP port clients connect to (port 0 given: the free port picked).
+
+        Raises AttributeError for a Unix-socket server (``path=``), which has no port
+        (``getattr(server, "port", None)`` is then None); use ``path`` or ``address``.
+        """
+        port = self._port
+        if port is None:
+            raise AttributeError(
+                f"{self!r} listens on the Unix socket {self.path!r}: it has no port; "
+                "use .path or .address"
+            )
+        return port
 
     @property
     def address(self) -> Any:
@@ -485,7 +500,8 @@ class CommandServer(_ServingBase):
         ssl_context: a server-side ``ssl.SSLContext``; connections then speak TLS.
         path: listen on this Unix-domain socket file instead of host/port (or, on
             Linux, on the abstract name after a leading NUL: ``"\\0name"``); the file
-            is removed when the server stops listening. ``.port`` is then None.
+            is removed when the server stops listening. ``.host`` is then None and
+            ``.port`` raises AttributeError: connect to ``.address`` (the path).
         on_event: ``on_event(record, event)`` is called on a server thread for each
             event recorded (the CLI prints its live transcript so); also an attribute.
 
@@ -537,7 +553,7 @@ class CommandServer(_ServingBase):
         self._stopped_inside = False  # stop() was called by a server thread
         #: The Unix socket path (None for TCP); ``address`` is where clients connect.
         self._open_listeners(host, port, _unix_path(path, host, port), backlog)
-        self._tag = self._where if self.path is not None else f":{self.port}"  # messages
+        self._tag = self._where if self.path is not None else f":{self._port}"  # messages
         self._waker = Waker()
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"embeddedserver:{self._where}", daemon=True

@@ -692,7 +692,10 @@ def test_proxy_records_a_fake_server_over_unix_sockets(tmp_path: Path) -> None:
                              verbose=False)
     try:
         with RecordingProxy(str(tmp_path / "up.sock"), path=tmp_path / "proxy.sock") as proxy:
-            assert proxy.port is None and proxy.address == str(tmp_path / "proxy.sock")
+            assert proxy.address == str(tmp_path / "proxy.sock")
+            with pytest.raises(AttributeError, match="listens on the Unix socket .*: it has no "
+                                                     r"port; use \.path or \.address"):
+                proxy.port  # noqa: B018
             with socket.socket(socket.AF_UNIX) as c:
                 c.settimeout(CLIENT_TIMEOUT)
                 c.connect(proxy.address)

@@ -85,12 +85,24 @@ def test_every_server_class_serves_a_unix_socket_file(
 def test_unix_server_says_where_it_listens(tmp_path: Path) -> None:
     path = str(tmp_path / "where.sock")
     with CommandServer([RECEIVE], path=path, verbose=False) as server:
-        assert server.port is None
         assert server.host is None
         assert server.path == path
         assert server.address == path
         assert server.addresses == [path]
         assert repr(server) == f"<CommandServer unix:{path} serving>"
+
+
+def test_unix_server_has_no_port_and_says_what_to_use_instead(tmp_path: Path) -> None:
+    path = str(tmp_path / "noport.sock")
+    with CommandServer([RECEIVE], path=path, verbose=False) as server:
+        with pytest.raises(AttributeError) as info:
+            server.port  # noqa: B018
+        assert str(info.value) == (
+            f"<CommandServer unix:{path} serving> listens on the Unix socket {path!r}: "
+            "it has no port; use .path or .address"
+        )
+        assert getattr(server, "port", None) is None
+        assert not hasattr(server, "port")
 
 
 def test_tcp_server_address_is_host_and_port() -> None:
