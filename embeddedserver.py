@@ -595,10 +595,7 @@ class CommandServer(_ServingBase):
         Idempotent and prompt (a wake-up, not a timeout). Silent: failures stay in
         ``errors`` for ``check()``.
         """
-        current = threading.current_thread()
-        with self._lock:
-            inside = current is self._thread or current in self._workers
-        if inside:
+        if self._on_server_thread():
             # A Call step stopping its own server: a server thread cannot join itself, nor
             # the accept loop that joins it. Wake everyone; the accept loop closes the pipe.
             self._stopped_inside = True
@@ -626,6 +623,12 @@ class CommandServer(_ServingBase):
                                      "that ignores conn.stopping?)"))
                 return  # the pipe stays open for the stragglers to notice
             self._waker.close()
+
+    def _on_server_thread(self) -> bool:
+        """True when called by this server's accept loop or one of its workers."""
+        current = threading.current_thread()
+        with self._lock:
+            return current is self._thread or current in self._workers
 
     # -- server thread -------------------------------------------------------
 
@@ -852,7 +855,8 @@ class OneShotServer(CommandServer):
 class AsyncioCommandServer(CommandServer):
     """A ``CommandServer`` that also feeds every chunk it reads into an
     ``asyncio.StreamReader`` (on the loop, thread-safely) and feeds EOF when a
-    connection ends, so ``await server.reader.read()`` returns what the client sent.
+    connection ends, or at ``stop()`` if none has, so ``await server.reader.read()``
+    returns what the client sent (b"" if no client came).
 
     With *loop* left out it uses the running loop; with *reader* left out it makes one
     (``.reader``). Outside a running loop, pass ``loop=`` or get a RuntimeError.
@@ -889,6 +893,13 @@ class AsyncioCommandServer(CommandServer):
         if chunk:  # ExpectClose/ReadUntilClose may complete with b"": that is not EOF yet
             self._to_loop(self._feed, chunk)
 
+    def stop(self) -> None:
+        """Stop as ``CommandServer.stop()`` does, then feed EOF to ``reader`` if no
+        connection has, so that a task awaiting ``reader.read()`` ends."""
+        super().stop()
+        if not self._on_server_thread():  # else the Call step's connection feeds it at its end
+            self._to_loop(self._feed, b"")
+
     def _on_connection_end(self) -> None:
         self._to_loop(self._feed, b"")
 
@@ -906,7 +917,8 @@ class AsyncioCommandServer(CommandServer):
         try:
             self.loop.call_soon_threadsafe(func, *args)
         except RuntimeError:  # the loop is closed: nobody is reading any more
-            log.debug("%s: event loop closed, chunk not fed", self)
+            log.debug("%s: event loop closed, %s not fed", self,
+                      f"{len(args[0])} bytes" if args and args[0] else "EOF")
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """AsyncioCommandServer: chunks fed into an asyncio.StreamReader on the loop, EOF at
-the end of a connection, clear errors without a loop, and no deprecation warnings.
+the end of a connection (or at stop() if no connection ended), clear errors without a
+loop, and no deprecation warnings.
 
 Every test here turns warnings into errors, so a DeprecationWarning from asyncio
 (no current event loop, a loop= argument) fails it.
@@ -149,6 +150,18 @@ async def test_stop_with_a_connected_client_feeds_eof() -> None:
 
 
 @pytest.mark.asyncio
+async def test_stop_without_any_connection_feeds_eof() -> None:
+    srvr = AsyncioCommandServer([RECEIVE, "never"], verbose=False, timeout=600)
+    waiting = asyncio.ensure_future(srvr.reader.read())  # a task already awaiting the end
+    srvr.stop()
+    assert await asyncio.wait_for(waiting, CLIENT_TIMEOUT) == b""
+    assert await asyncio.wait_for(srvr.reader.read(), CLIENT_TIMEOUT) == b""
+    srvr.stop()  # again: harmless, the reader is at EOF already
+    assert srvr.connections == []
+    srvr.check()
+
+
+@pytest.mark.asyncio
 async def test_async_context_manager_style_use() -> None:
     with AsyncioCommandServer("ok", verbose=False) as srvr:
         assert await talk(srvr.port, b"x") == b"ok"
@@ -190,6 +203,24 @@ def test_the_loop_of_a_given_reader_is_used() -> None:
         srvr = AsyncioCommandServer("x", reader=reader, verbose=False)
         srvr.stop()
         assert srvr.loop is loop
+    finally:
+        loop.close()
+
+
+def test_stop_with_a_closed_loop_and_no_connection_is_quiet() -> None:
+    loop = asyncio.new_event_loop()
+    srvr = AsyncioCommandServer([RECEIVE, "pong"], loop=loop, verbose=False)
+    loop.close()
+    srvr.stop()  # EOF cannot be fed on a closed loop: nobody can be reading
+    srvr.check()
+
+
+def test_stop_feeds_eof_on_a_loop_that_runs_later() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        srvr = AsyncioCommandServer([RECEIVE, "pong"], loop=loop, verbose=False)
+        srvr.stop()
+        assert loop.run_until_complete(asyncio.wait_for(srvr.reader.read(), CLIENT_TIMEOUT)) == b""
     finally:
         loop.close()
 
