@@ -120,7 +120,9 @@ class Connection:
     A ``Call`` step receives this handle. Use ``recv``/``recv_exactly``/``send``/
     ``close``/``reset``/``half_close``/``pause``; the raw socket is ``sock``, what
     happened so far is ``record``. Reads return bytes a previous step already buffered
-    before reading the socket. All waits end early with ``ServerStopped`` on ``stop()``.
+    before reading the socket; what they return is recorded and reaches the server's
+    ``received`` as a read step's chunk does. All waits end early with ``ServerStopped``
+    on ``stop()``.
     """
 
     def __init__(
@@ -254,7 +256,7 @@ class Connection:
                 raise TimeoutError(f"no data from the client within {timeout or self.timeout} s")
         data = self.inbox.take(n)
         if data:
-            self.record.add("recv", data, "(custom step)")
+            self._took(data)
         return data
 
     def recv_exactly(self, n: int, timeout: float | None = None) -> bytes:
@@ -266,8 +268,15 @@ class Connection:
             if not self._fill(deadline):
                 raise TimeoutError(f"{n} bytes not received within {timeout or self.timeout} s")
         data = self.inbox.take(n)
-        self.record.add("recv", data, "(custom step)")
+        self._took(data)
         return data
+
+    def _took(self, data: bytes) -> None:
+        """Record bytes a Call step read and hand them on as a read step's chunk is (to
+        the server's ``received``, an asyncio server's reader)."""
+        self.record.add("recv", data, "(custom step)")
+        if data and self._on_chunk is not None:
+            self._on_chunk(data)
 
     def send(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send all of *data*; TimeoutError if the client reads nothing for a timeout."""

@@ -226,6 +226,28 @@ def test_call_step_and_its_exception(make_server: MakeServer) -> None:
     srvr.errors.clear()
 
 
+def test_bytes_a_call_step_reads_are_received_like_a_read_steps(
+    make_server: MakeServer,
+) -> None:
+    def shout_then_read_to_eof(conn: Connection) -> None:
+        conn.send(conn.recv_exactly(3).upper())
+        while conn.recv():
+            pass
+        conn.send(".")
+
+    srvr = make_server([Call(shout_then_read_to_eof)])
+    with connect(srvr) as sock:
+        sock.sendall(b"abc")
+        assert sock.recv(3, socket.MSG_WAITALL) == b"ABC"
+        sock.sendall(b"rest")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_to_eof(sock) == b"."
+    srvr.wait_for_connections(1)
+    srvr.check()
+    assert srvr.received[0] == b"abc"
+    assert b"".join(srvr.received) == b"abcrest" == srvr.connections[0].received
+
+
 def test_stop_with_an_idle_client_is_prompt(make_server: MakeServer) -> None:
     srvr = make_server([RECEIVE], timeout=LONG)
     with connect(srvr) as sock:
