@@ -46,6 +46,11 @@ __all__ = ["RECV_SIZE", "Connection", "ServerStopped", "StepFailed", "Waker"]
 RECV_SIZE = 256 * 1024
 _FIRST_RECV_SIZE = 16 * 1024
 
+#: How a connection ends (``ConnectionRecord.ended``) after a failure of each kind; any
+#: other kind ends it as "failed".
+_ENDINGS = {"timeout": "timeout", "closed": "client closed", "reset": "client reset",
+            "error": "error"}
+
 
 # ---------------------------------------------------------------------------
 # stopping and waking
@@ -525,6 +530,10 @@ class Connection:
                 self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(while hanging)")
         self._finish("client closed")
 
+    def _ending_after(self, kind: str) -> str:
+        """How this connection ends (``record.ended``) because of a failure of *kind*."""
+        return self.record.ended or _ENDINGS.get(kind, "failed")
+
     def _failure(
         self,
         kind: str,
@@ -552,7 +561,7 @@ class Connection:
             received=received,
             offset=offset,
             traceback=tb,
-            transcript=self.record.render(tail=8),
+            transcript=self.record.render(tail=8, ending=self._ending_after(kind)),
         )
 
     def start_tls(self, context: ssl.SSLContext, timeout: float | None = None) -> None:
@@ -584,7 +593,7 @@ class Connection:
         self.record.add("note", text=summary)
         return Failure(
             kind, summary, connection=self.number, peer=self.peer,
-            transcript=self.record.render(tail=8),
+            transcript=self.record.render(tail=8, ending=self._ending_after(kind)),
         )
 
 

@@ -96,9 +96,15 @@ class ConnectionRecord:
         """All bytes sent to the client on this connection."""
         return b"".join(e.data for e in self.events if e.kind == "send")
 
-    def render(self, tail: int | None = None, width: int = 76) -> str:
+    def render(
+        self, tail: int | None = None, width: int = 76, *, ending: str | None = None
+    ) -> str:
+        """The events as text under a head line saying how the connection ended:
+        ``ended``, else *ending* (how it is about to end: a failure report is made just
+        before the connection is closed), else "open". *tail*: only the last events."""
         head = f"connection #{self.number} from {_peer(self.peer)}"
-        lines = [head + (f" [{self.ended}]" if self.ended else " [open]")]
+        ended = self.ended or ending
+        lines = [head + (f" [{ended}]" if ended else " [open]")]
         events = self.events if tail is None else self.events[-tail:]
         if tail is not None and len(self.events) > tail:
             lines.append(f"  ... {len(self.events) - tail} earlier events")

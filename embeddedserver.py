@@ -118,9 +118,6 @@ log.addHandler(logging.NullHandler())
 #: How long ``stop()`` waits for each server thread before reporting it stuck.
 JOIN_TIMEOUT = 5.0
 
-#: How a connection ended (``ConnectionRecord.ended``) after a failure of each kind.
-_ENDINGS = {"timeout": "timeout", "closed": "client closed", "reset": "client reset",
-            "error": "error"}
 
 # ---------------------------------------------------------------------------
 # listeners
@@ -755,7 +752,7 @@ class CommandServer(_ServingBase):
         except ServerStopped:
             record.ended = record.ended or "stopped"
         except StepFailed as exc:
-            record.ended = record.ended or _ENDINGS.get(exc.failure.kind, "failed")
+            record.ended = conn._ending_after(exc.failure.kind)
             self._record(exc.failure)
         except Exception as exc:
             record.ended = record.ended or "error"

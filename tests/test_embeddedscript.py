@@ -686,6 +686,13 @@ def test_record_render_tail_counts_the_earlier_events() -> None:
     assert "b'J'" in text and "b'G'" not in text
 
 
+def test_record_render_shows_the_coming_ending_of_an_open_connection() -> None:
+    record = _record(("recv", b"wrong", ""))
+    assert record.render(ending="failed").splitlines()[0].endswith(" [failed]")
+    record.ended = "client reset"  # how it did end wins over how it was about to
+    assert record.render(ending="failed").splitlines()[0].endswith(" [client reset]")
+
+
 def test_render_transcript_joins_records_and_says_when_there_are_none() -> None:
     assert render_transcript([]) == "(no connections)"
     one, two = ConnectionRecord(1, ("127.0.0.1", 1)), ConnectionRecord(2, None)

@@ -545,6 +545,29 @@ def test_client_reset_during_hang_is_a_client_giving_up_not_a_failure() -> None:
     assert srvr.connections[0].ended == "client reset"
 
 
+@pytest.mark.parametrize(
+    ("script", "data", "client_closes", "ended"),
+    [
+        ([Expect(b"right")], b"wrong", False, "failed"),
+        ([Expect(b"right")], b"ri", True, "client closed"),
+        ([ReadLine(timeout=0.2)], b"no newline", False, "timeout"),
+        ([RECEIVE, Call(lambda conn: 1 / 0)], b"x", False, "error"),
+    ],
+)
+def test_a_failure_report_transcript_says_how_the_connection_ended(
+    script: list[Any], data: bytes, client_closes: bool, ended: str
+) -> None:
+    with serving(script, timeout=LONG) as srvr, client(srvr) as sock:
+        sock.sendall(data)
+        if client_closes:
+            sock.shutdown(socket.SHUT_WR)
+        port = sock.getsockname()[1]
+        text = failure_text(srvr)
+    assert f"  transcript (last events):\n  connection #1 from 127.0.0.1:{port} [{ended}]\n" in text
+    assert "[open]" not in text
+    assert srvr.connections[0].ended == ended
+
+
 def test_every_failure_is_listed_and_numbered() -> None:
     with serving([Expect(b"A")], timeout=LONG) as srvr:
         for data in (b"B", b"C"):
