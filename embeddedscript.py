@@ -231,14 +231,20 @@ class _Matcher:
 
 class Receive(ReadStep):
     """Read from the client: ``Receive()`` (``RECEIVE``) takes what one read returns (at
-    least one byte); ``Receive(n)`` (or a bare int n in a script) takes at least n bytes.
+    least one byte); ``Receive(n)`` (or a bare int n in a script) takes at least n bytes,
+    n >= 1 (``Receive(0)`` would read nothing: a ValueError).
 
     >>> Receive(20)
     Receive(20)
     """
 
     def __init__(self, n: int | None = None, *, timeout: float | None = None) -> None:
-        self.n = None if n is None else _check_count(n, "byte count")
+        if isinstance(n, int) and not isinstance(n, bool) and n == 0:
+            raise ValueError(
+                "Receive(0) would read nothing: give a byte count n >= 1 (read at least n "
+                "bytes), or Receive() / RECEIVE to read what one read returns"
+            )
+        self.n = None if n is None else _check_count(n, "byte count", 1)
         self.timeout = _check_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
@@ -248,7 +254,7 @@ class Receive(ReadStep):
         return "any bytes" if self.n is None else f"at least {self.n} bytes"
 
     def matcher(self) -> _Matcher:
-        return _AtLeast(max(1, self.n or 0))
+        return _AtLeast(self.n or 1)
 
 
 class _AtLeast(_Matcher):
@@ -742,10 +748,10 @@ def _compile_one(index: int, command: Any) -> Step:
     if isinstance(command, bool):
         raise TypeError(f"command {index} ({command!r}) is not supported; use {_ACCEPTED}")
     if isinstance(command, int):
-        if command < 0:
+        if command < 1:
             raise ValueError(
-                f"command {index} ({command!r}): a byte count must be >= 0 "
-                "(an int N means: read at least N bytes)"
+                f"command {index} ({command!r}): a byte count must be >= 1 (an int N "
+                "means: read at least N bytes; RECEIVE reads what one read returns)"
             )
         return Receive(command)
     if isinstance(command, (bytes, bytearray, memoryview, str)):

@@ -97,6 +97,13 @@ def test_int_in_script_reads_at_least_that_many_bytes() -> None:
     assert results == [None, b"x" * 19 + b"yz"]
 
 
+def test_the_smallest_byte_count_in_a_script_is_one() -> None:
+    (step,) = compile_script([1])  # 0 is rejected, and True/False are not counts
+    assert repr(step) == "Receive(1)"
+    results, _ = feed_all(step, b"a")
+    assert results == [b"a"]
+
+
 def test_receive_at_eof_with_nothing_is_a_mismatch_naming_the_close() -> None:
     exc = mismatch(Receive(3), b"ab", b"")
     assert "closed the connection before the step completed" in exc.reason
@@ -471,7 +478,8 @@ def test_per_connection_gives_each_connection_its_script_then_the_fallback() -> 
         ([RECEIVE, "ok", {"a": 1}], TypeError, ["command 2", "{'a': 1}"]),
         ([RECEIVE, True], TypeError, ["command 1", "True", "not supported"]),
         ([False], TypeError, ["command 0", "False"]),
-        ([RECEIVE, -1], ValueError, ["command 1", "-1", ">= 0", "read at least"]),
+        ([RECEIVE, -1], ValueError, ["command 1", "-1", ">= 1", "read at least"]),
+        ([RECEIVE, 0], ValueError, ["command 1 (0)", ">= 1", "read at least", "RECEIVE"]),
         ([Reset], TypeError, ["command 0", "step class", "Reset()"]),
         ([RECEIVE, [b"nested"]], TypeError, ["command 1", "[b'nested']"]),
     ],
@@ -527,7 +535,11 @@ def test_per_connection_names_the_connection_of_a_bad_script() -> None:
 @pytest.mark.parametrize(
     ("make", "error", "words"),
     [
-        (lambda: Receive(-1), ValueError, ["byte count", ">= 0", "-1"]),
+        (lambda: Receive(0), ValueError, ["Receive(0) would read nothing", "n >= 1",
+                                          "Receive() / RECEIVE"]),
+        (lambda: Receive(-1), ValueError, ["byte count", ">= 1", "-1"]),
+        (lambda: Receive(0.0), TypeError, ["byte count", "int", "0.0"]),
+        (lambda: Receive(False), TypeError, ["byte count", "int", "False"]),
         (lambda: Receive(True), TypeError, ["byte count", "int", "True"]),
         (lambda: Receive(2.5), TypeError, ["int", "2.5"]),
         (lambda: Receive(timeout=0), ValueError, ["timeout", "> 0", "0"]),
