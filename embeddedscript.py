@@ -27,8 +27,10 @@ reports live in ``embeddedrecord``.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
+import reprlib
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
@@ -115,6 +117,29 @@ def _check_seconds(value: Any, what: str) -> float:
     if not value >= 0:  # also rejects nan, which compares false to everything
         raise ValueError(f"{what} must be >= 0 seconds, not {value!r}")
     return float(value)
+
+
+def _callable_name(func: Callable[..., object]) -> str:
+    """How a step's repr shows *func*: its ``__qualname__`` (a function, a bound method),
+    ``partial(name, ...)`` for a ``functools.partial``, else the object's repr, cut short.
+    The object's repr is called only when there is no name: it may be slow, raise, or
+    lead back here (an object whose repr shows the step that calls it)."""
+    name = getattr(func, "__qualname__", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(func, functools.partial):
+        more = ", ..." if func.args or func.keywords else ""
+        return f"partial({_callable_name(func.func)}{more})"
+    return _short_repr(func)
+
+
+@reprlib.recursive_repr()  # a repr that comes back to the same object shows "..."
+def _short_repr(obj: object, limit: int = 60) -> str:
+    try:
+        text = repr(obj)
+    except Exception as exc:  # a message must not fail because of a user's __repr__
+        return f"<{type(obj).__qualname__} object (repr failed: {type(exc).__name__})>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_prefix(prefix: str) -> struct.Struct:
@@ -457,7 +482,8 @@ class Expect(ReadStep):
         elif self.pattern is not None:
             head = f"re.compile({self.pattern.pattern!r})"
         else:
-            head = getattr(self.predicate, "__qualname__", repr(self.predicate))
+            assert self.predicate is not None
+            head = _callable_name(self.predicate)
         default = self.within is None or (self.predicate is not None and self.within is RECEIVE)
         within = [] if default else [f"within={self.within!r}"]
         return [head, *within, *self._timeout_arg()]
@@ -729,7 +755,7 @@ class Call(Step):
         self.func = func
 
     def _repr_args(self) -> list[str]:
-        return [getattr(self.func, "__qualname__", repr(self.func))]
+        return [_callable_name(self.func)]
 
 
 # ---------------------------------------------------------------------------

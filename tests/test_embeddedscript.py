@@ -7,6 +7,7 @@ Sections: matching - compilation and bad input - failures and transcripts - http
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from typing import Any
@@ -414,6 +415,65 @@ def test_a_callable_becomes_a_call_step() -> None:
     (step,) = compile_script([custom])
     assert isinstance(step, Call) and step.func is custom
     assert repr(step) == "Call(test_a_callable_becomes_a_call_step.<locals>.custom)"
+
+
+class _Handler:
+    """A callable object whose repr shows its own Call step: repr(step) comes back here."""
+
+    def __init__(self) -> None:
+        self.repr_calls = 0
+        self.step = Call(self)
+        self.method_step = Call(self.handle)
+
+    def __repr__(self) -> str:
+        self.repr_calls += 1
+        return f"_Handler(step={self.step!r})"
+
+    def __call__(self, conn: Any) -> None:
+        pass
+
+    def handle(self, conn: Any) -> None:
+        pass
+
+
+class _BrokenRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("not built yet")
+
+    def __call__(self, conn: Any) -> None:
+        pass
+
+    def handle(self, conn: Any) -> None:
+        pass
+
+
+def test_a_call_step_repr_names_a_method_without_the_objects_repr() -> None:
+    handler = _Handler()
+    assert repr(handler.method_step) == "Call(_Handler.handle)"
+    assert repr(Call(_BrokenRepr().handle)) == "Call(_BrokenRepr.handle)"
+    assert repr(Expect(_BrokenRepr().handle)) == "Expect(_BrokenRepr.handle)"
+    assert handler.repr_calls == 0
+
+
+def test_a_call_step_repr_of_an_object_that_shows_the_step_does_not_recurse() -> None:
+    handler = _Handler()
+    assert repr(handler.step) == "Call(_Handler(step=Call(...)))"
+    assert handler.repr_calls == 1
+    broken = Call(_BrokenRepr())
+    assert repr(broken) == "Call(<_BrokenRepr object (repr failed: RuntimeError)>)"
+
+
+def test_a_call_step_repr_of_a_partial_names_its_function_not_its_arguments() -> None:
+    def greet(conn: Any, greeting: bytes) -> None:
+        pass
+
+    big = functools.partial(greet, greeting=b"x" * 10_000)
+    assert repr(Call(big)) == (
+        "Call(partial(test_a_call_step_repr_of_a_partial_names_its_function_not_its_"
+        "arguments.<locals>.greet, ...))"
+    )
+    assert repr(Call(functools.partial(len))) == "Call(partial(len))"
+    assert repr(Expect(functools.partial(bool))) == "Expect(partial(bool))"
 
 
 def test_describe_steps_numbers_them() -> None:
