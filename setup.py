@@ -25,6 +25,7 @@ TEST_TOOLS = [
     "pytest-timeout>=2",
     "hypothesis>=6",
     "requests>=2.28",
+    "requests-unixsocket>=0.4.1",  # 0.3 breaks with requests >= 2.32
     "trustme>=1.1",
     "ruff>=0.5",
     "mypy>=1.8",
