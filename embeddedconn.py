@@ -346,6 +346,8 @@ class Connection:
         """Record bytes the client sent that no step consumed (without waiting)."""
         if self.inbox.buffer:
             self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(left unread)")
+        if self.inbox.eof:  # nothing comes after the client's FIN
+            return
         for _ in range(64):
             try:
                 n = self.sock.recv_into(self._rbuf)

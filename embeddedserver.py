@@ -115,6 +115,9 @@ __all__ = [
 log = logging.getLogger("embeddedserver")
 log.addHandler(logging.NullHandler())
 
+#: Linux wakes a thread blocked in accept() when another shuts the listener down.
+_SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
+
 #: How long ``stop()`` waits for each server thread before reporting it stuck.
 JOIN_TIMEOUT = 5.0
 
@@ -124,7 +127,9 @@ JOIN_TIMEOUT = 5.0
 # ---------------------------------------------------------------------------
 
 
-def _bind(family: int, address: tuple[Any, ...], backlog: int, reuse: bool) -> socket.socket:
+def _bind(
+    family: int, address: tuple[Any, ...], backlog: int, reuse: bool, blocking: bool = False
+) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if reuse:
@@ -133,7 +138,8 @@ def _bind(family: int, address: tuple[Any, ...], backlog: int, reuse: bool) -> s
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
         sock.listen(backlog)
-        sock.setblocking(False)
+        if not blocking:
+            sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
@@ -177,11 +183,17 @@ def listen_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
     _check_host(host)
     _check_int(port, "port", 0, 65535, "an int from 0 (any free port) to 65535")
     _check_int(backlog, "backlog", 1, None, "an int >= 1")
+    return _listen_tcp(host, port, backlog)
+
+
+def _listen_tcp(host: str, port: int, backlog: int, blocking: bool = False) -> list[socket.socket]:
+    """``listen_tcp`` for checked arguments; *blocking* leaves a single listener (not
+    "localhost") in blocking mode."""
     reuse = port != 0
     try:
         if host != "localhost":
             family, address = _numeric_address(host, port) or _resolve(host, port)
-            return [_bind(family, address, backlog, reuse)]
+            return [_bind(family, address, backlog, reuse, blocking)]
         for _ in range(20):  # port 0: retry if ::1 has our v4 port taken
             v4 = _bind(socket.AF_INET, ("127.0.0.1", port), backlog, reuse)
             if not socket.has_ipv6:
@@ -203,9 +215,6 @@ def listen_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
         hint = " (use port=0 for a free port)" if exc.errno == errno.EADDRINUSE else ""
         raise OSError(exc.errno, f"cannot listen on {host!r} port {port}: {reason}{hint}") from exc
 
-
-#: The name ``embeddedtcpserver`` imports (kept for it and for older callers).
-_listen = listen_tcp
 
 
 class _UnixListener(socket.socket):
@@ -318,19 +327,24 @@ class _ServingBase:
         self.errors: list[Failure] = []
         self.connections: list[ConnectionRecord] = []
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        # The condition waiters wait on is made by the first of them (making one costs
+        # a measurable part of a server's start-up, and most servers have no waiter).
+        self._changed: threading.Condition | None = None
         # The count lets the threads that count connections skip notify_all() (a
         # measurable cost per connection) when nobody waits.
         self._waiting = 0  # threads in wait_for_connections()/wait_idle()
         self._accepted = 0
         self._finished = 0
 
-    def _open_listeners(self, host: str, port: int, path: str | None, backlog: int) -> None:
-        """Listen on the Unix socket *path* if it is given, else on *host*/*port*."""
+    def _open_listeners(
+        self, host: str, port: int, path: str | None, backlog: int, blocking: bool = False
+    ) -> None:
+        """Listen on the Unix socket *path* if it is given, else on *host*/*port* (one
+        listener left blocking with *blocking*, unless *host* is "localhost")."""
         self.path = path
         if path is None:
             self.host = host
-            self._listeners = listen_tcp(host, port, backlog)
+            self._listeners = _listen_tcp(host, port, backlog, blocking)
             self.addresses = [s.getsockname()[:2] for s in self._listeners]
             self._port = self.addresses[0][1]
         else:
@@ -421,16 +435,18 @@ class _ServingBase:
 
     def _accepted_one(self, number: int) -> None:
         """Count connection *number* as accepted (called by the one accepting thread)."""
-        with self._changed:
+        with self._lock:
             self._accepted = number
             if self._waiting:
+                assert self._changed is not None
                 self._changed.notify_all()
 
     def _finished_one(self) -> None:
         """Count one more connection as finished."""
-        with self._changed:
+        with self._lock:
             self._finished += 1
             if self._waiting:
+                assert self._changed is not None
                 self._changed.notify_all()
 
     def wait_for_connections(
@@ -439,7 +455,7 @@ class _ServingBase:
         """Wait until *n* connections have ended (or, with ``finished=False``, been
         accepted). Raises TimeoutError saying how many there were."""
         __tracebackhide__ = True
-        with self._changed:
+        with self._lock:
             done = self._wait_for(
                 lambda: (self._finished if finished else self._accepted) >= n, timeout
             )
@@ -453,7 +469,7 @@ class _ServingBase:
     def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until every connection accepted so far has ended. TimeoutError if not."""
         __tracebackhide__ = True
-        with self._changed:
+        with self._lock:
             done = self._wait_for(lambda: self._finished >= self._accepted, timeout)
             open_now = self._accepted - self._finished
         if not done:
@@ -466,6 +482,8 @@ class _ServingBase:
         # Called holding the lock.
         self._waiting += 1
         try:
+            if self._changed is None:
+                self._changed = threading.Condition(self._lock)
             return self._changed.wait_for(predicate, timeout)
         finally:
             self._waiting -= 1
@@ -548,8 +566,14 @@ class CommandServer(_ServingBase):
         self._prune_at = 64  # drop finished workers from the list when it is this long
         self._stop_lock = threading.Lock()
         self._stopped_inside = False  # stop() was called by a server thread
+        # One TCP listener on Linux: a blocking accept(), which stop() ends by shutting
+        # the listener down. Else poll() on the listeners and the wake-up pipe.
+        unix_path = _unix_path(path, host, port)
+        self._blocking_accept = (
+            _SHUTDOWN_WAKES_ACCEPT and unix_path is None and host != "localhost"
+        )
         #: The Unix socket path (None for TCP); ``address`` is where clients connect.
-        self._open_listeners(host, port, _unix_path(path, host, port), backlog)
+        self._open_listeners(host, port, unix_path, backlog, self._blocking_accept)
         self._tag = self._where if self.path is not None else f":{self._port}"  # messages
         self._waker = Waker()
         self._thread = threading.Thread(
@@ -598,6 +622,7 @@ class CommandServer(_ServingBase):
             self._stopped_inside = True
             self.STOPPED = True
             self._waker.wake()
+            self._wake_accept()
             return
         with self._stop_lock:
             if self._waker.closed:  # stopped before, or by a Call step: just join
@@ -605,6 +630,7 @@ class CommandServer(_ServingBase):
                 return
             self.STOPPED = True
             self._waker.wake()
+            self._wake_accept()
             # The accept loop first: once it has ended, no new worker can start.
             self._thread.join(JOIN_TIMEOUT)
             with self._lock:
@@ -621,6 +647,19 @@ class CommandServer(_ServingBase):
                 return  # the pipe stays open for the stragglers to notice
             self._waker.close()
 
+    def _wake_accept(self) -> None:
+        """End a blocking accept(): Linux wakes it with EINVAL when the listener is shut
+        down. Under the lock, so that the accept loop cannot close the socket (and its
+        descriptor be reused) in between."""
+        if self._blocking_accept:
+            with self._lock:
+                listener = self._listeners[0]
+                if listener.fileno() >= 0:
+                    try:
+                        listener.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
     def _on_server_thread(self) -> bool:
         """True when called by this server's accept loop or one of its workers."""
         current = threading.current_thread()
@@ -630,6 +669,42 @@ class CommandServer(_ServingBase):
     # -- server thread -------------------------------------------------------
 
     def _accept_loop(self) -> None:
+        if self._blocking_accept:
+            self._accept_blocking()
+        else:
+            self._accept_polling()
+
+    def _accept_blocking(self) -> None:
+        # One system call per connection, where poll() + accept() took two: with a
+        # client in the same process, each is a wait for the GIL on the way back.
+        listener = self._listeners[0]
+        try:
+            while not self.STOPPED:
+                try:
+                    sock, peer = listener.accept()
+                except ConnectionAbortedError:
+                    continue
+                except OSError:
+                    if self.STOPPED:  # stop() shut the listener down
+                        break
+                    raise
+                number = self._accepted + 1  # only this thread changes it
+                last = self.max_connections is not None and number >= self.max_connections
+                if last:  # refused from now on, before the waiters hear of it
+                    with self._lock:
+                        listener.close()
+                self._accepted_one(number)
+                self._start_connection(sock, peer, number)
+                if last:
+                    break
+            self._join_workers()
+        except Exception:
+            self._record(Failure("error", "the accept loop crashed",
+                                 traceback=traceback.format_exc()))
+        finally:
+            self._accept_loop_ended()
+
+    def _accept_polling(self) -> None:
         poller = select.poll()
         by_fd = {s.fileno(): s for s in self._listeners}
         for fd in by_fd:
@@ -671,20 +746,24 @@ class CommandServer(_ServingBase):
             self._record(Failure("error", "the accept loop crashed",
                                  traceback=traceback.format_exc()))
         finally:
+            self._accept_loop_ended()
+
+    def _accept_loop_ended(self) -> None:
+        with self._lock:
             for lst in self._listeners:
                 lst.close()
-            if self.max_connections is not None:
-                self.STOPPED = True
-            if self._stopped_inside:
-                # stop() came from a Call step and joined nobody: once the workers are
-                # done, close the pipe here, unless an outside stop() (holding the
-                # lock while it joins this thread) is about to.
-                self._join_workers()
-                if self._stop_lock.acquire(blocking=False):
-                    try:
-                        self._waker.close()
-                    finally:
-                        self._stop_lock.release()
+        if self.max_connections is not None:
+            self.STOPPED = True
+        if self._stopped_inside:
+            # stop() came from a Call step and joined nobody: once the workers are
+            # done, close the pipe here, unless an outside stop() (holding the lock
+            # while it joins this thread) is about to.
+            self._join_workers()
+            if self._stop_lock.acquire(blocking=False):
+                try:
+                    self._waker.close()
+                finally:
+                    self._stop_lock.release()
 
     def _join_workers(self) -> None:
         with self._lock:

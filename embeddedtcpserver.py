@@ -59,7 +59,7 @@ from typing import Any, NoReturn
 from embeddedconn import Connection, ServerStopped, StepFailed, Waker
 from embeddedrecord import ConnectionRecord, Failure, render_transcript, show_bytes
 from embeddedscript import Close, Expect, ExpectClose, ExpectFrame, ReadStep, Send, SendFrame, Step
-from embeddedserver import JOIN_TIMEOUT, _listen
+from embeddedserver import JOIN_TIMEOUT, listen_tcp
 
 __all__ = ["TCPSERVER_TIMEOUT", "Join", "TcpServer"]
 
@@ -278,7 +278,7 @@ class TcpServer:
         self._streams: dict[tuple[Any, ...], _StreamClient] = {}
         self._unawaited: list[Join] = []
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._listeners = _listen("localhost", 0, 16)
+        self._listeners = listen_tcp("localhost", 0, 16)
         self.service_port: int = self._listeners[0].getsockname()[1]
         self.addresses = [s.getsockname()[:2] for s in self._listeners]
         self._waker = Waker()  # stop(), or the first failure: every wait ends
