@@ -593,8 +593,10 @@ class TcpServer:
         finally:
             for listener in self._listeners:
                 listener.close()
-            if current is not None:
-                current[1].close("failed" if self._failure else "stopped")
+            if current is not None:  # ended as the failure report's transcript says
+                failure = self._failure
+                conn = current[1]
+                conn.close(conn._ending_after(failure.kind) if failure else "stopped")
             with self._changed:
                 if not closed:
                     self._close_all()
