@@ -286,10 +286,12 @@ class TcpServer:
         self._idle = False  # the server thread waits for steps (it must be kicked)
         self._closing = False  # teardown: take the clients queued, then end
         self._stopped = False
+        # Started by the first step: until then the listeners' backlog holds a client,
+        # and the thread never idles waiting for a first step.
         self._thread = threading.Thread(
             target=self._serve, name=f"{name}:{self.service_port}", daemon=True
         )
-        self._thread.start()
+        self._thread_started = False
 
     def __repr__(self) -> str:
         return f"<TcpServer {self.name!r} port {self.service_port}>"
@@ -379,10 +381,15 @@ class TcpServer:
                 if self._idle:
                     self._idle = False
                     self._kick.wake()
-                return
-            failure = Failure("misuse", problem)
-            self._record_failure(failure, reported=True)
-        self._fail_test(self._report(failure))
+                start = not (self._thread_started or self._stopped)
+                self._thread_started = self._thread_started or start
+            else:
+                failure = Failure("misuse", problem)
+                self._record_failure(failure, reported=True)
+        if problem is not None:
+            self._fail_test(self._report(failure))
+        elif start:
+            self._thread.start()
 
     def _misuse(self, index: int, planned: _Planned) -> str | None:
         call = f"tcpserver.{planned.label}"
@@ -474,10 +481,12 @@ class TcpServer:
             self._stopped = self._halted = True
             self._notify()
         self._waker.wake()
-        if self._thread is not threading.current_thread():
+        if self._thread_started and self._thread is not threading.current_thread():
             self._thread.join(JOIN_TIMEOUT)
         with self._lock:
             self._close_all()
+        for listener in self._listeners:  # (the thread closes them, if it ever ran)
+            listener.close()
         if self._thread.is_alive():
             log.error("%s: thread %s did not stop within %s s", self, self._thread.name,
                       JOIN_TIMEOUT)
@@ -499,8 +508,15 @@ class TcpServer:
         self._wait_blocking(target)
         with self._lock:  # the script is over: the thread takes the clients queued and ends
             self._closing = True
-            self._kick.wake()
-        self._thread.join(JOIN_TIMEOUT)
+            started = self._thread_started
+            if started:
+                self._kick.wake()
+        if started:
+            self._thread.join(JOIN_TIMEOUT)
+        else:  # no step, no thread: take the clients queued here
+            for listener in self._listeners:
+                while self._accept_one(listener):
+                    pass
         with self._lock:
             if self._failure is not None:
                 failure = None if self._reported else self._failure
@@ -668,13 +684,15 @@ class TcpServer:
         """Run one step; return the connection being served afterwards."""
         if planned.kind == "connect":
             entry = self._take_connection(index, planned, listeners)
+            emit = self._emit if log.isEnabledFor(logging.INFO) else None
             conn = Connection(entry.sock.dup(), entry.record.peer, entry.record, self._waker,
-                              self.timeout, self._emit)
+                              self.timeout, emit)
             conn.also_watch = {
                 fd: functools.partial(self._accept_one, listener)
                 for fd, listener in listeners.items()
             }
-            self._emit(entry.record, "taken by expect_connect()")
+            if emit is not None:
+                emit(entry.record, "taken by expect_connect()")
             return entry, conn
         assert current is not None and planned.step is not None, "the script checks forbid it"
         entry, conn = current
