@@ -27,6 +27,7 @@ Sections: helpers - baselines - figures - pytest overhead - table - main.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.util
 import json
@@ -708,27 +709,42 @@ def _plugin_registered() -> bool:
 
 
 _TIMING_CONFTEST = '''
+import json
 import os
 import time
 
+import pytest
+
 _started = []
+_tests = []
 
 
 def pytest_sessionstart(session):
     _started.append(time.perf_counter())
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    t0 = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        _tests.append(time.perf_counter() - t0)
+
+
 def pytest_sessionfinish(session):
     with open(os.environ["EMBEDDEDSERVER_BENCH_SESSION"], "w") as out:
-        out.write(repr(time.perf_counter() - _started[0]))
+        json.dump({"session": time.perf_counter() - _started[0], "tests": _tests}, out)
 '''
 
 
-def _pytest_wall(directory: Path, filename: str, extra: list[str]) -> float:
-    """Seconds from pytest's session start to its end (collection and every test, not
-    the interpreter and plugin start-up, which are the same for every file)."""
+def _pytest_run(directory: Path, filename: str, extra: list[str]) -> tuple[float, float]:
+    """Run one test file in a pytest subprocess: the seconds from pytest's session start
+    to its end (collection and every test; not the interpreter and plugin start-up, the
+    same for every file), and the median time of one test (its setup, call, teardown
+    and reports: pytest_runtest_protocol)."""
     env = dict(os.environ)
-    env["EMBEDDEDSERVER_BENCH_SESSION"] = str(directory / "session.txt")
+    env["EMBEDDEDSERVER_BENCH_SESSION"] = str(directory / "session.json")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("PYTEST_ADDOPTS", None)
     # Let the warm-up run cache the assert-rewritten modules, as a developer's runs do:
@@ -745,52 +761,85 @@ def _pytest_wall(directory: Path, filename: str, extra: list[str]) -> float:
     )
     if done.returncode != 0:
         raise RuntimeError(f"pytest failed on {filename}:\n{done.stdout[-3000:]}{done.stderr}")
-    return float((directory / "session.txt").read_text())
+    result = json.loads((directory / "session.json").read_text())
+    return float(result["session"]), statistics.median(result["tests"])
 
 
-def figure_pytest(rounds: int, tests: int, fixture: str = "tcpserver") -> Figure:
-    if fixture == "tcpserver":
+_PYTEST_FILES = ("test_fixture.py", "test_plain.py", "test_empty.py")
+
+
+@functools.cache
+def _pytest_rounds(
+    rounds: int, tests: int, fixture: str
+) -> tuple[dict[str, tuple[float, float]], ...]:
+    """Each round runs the three files (fixture, plain server, empty tests) in turn,
+    alternating the order; one result per file and round (see ``_pytest_run``)."""
+    extra = [] if _plugin_registered() else ["-p", "pytest_embeddedserver"]
+    bodies = {
+        "test_fixture.py": _FIXTURE_TEST if fixture == "tcpserver" else _COMMAND_SERVER_TEST,
+        "test_plain.py": _PLAIN_TEST,
+        "test_empty.py": "\n\ndef test_empty_{n}():\n    pass\n",
+    }
+    out = []
+    with tempfile.TemporaryDirectory(prefix="embeddedserver-bench-") as tmp:
+        directory = Path(tmp)
+        header = textwrap.dedent(_COMMON)
+        for name, body in bodies.items():
+            (directory / name).write_text(header + "".join(body.format(n=n) for n in range(tests)))
+        (directory / "pytest.ini").write_text("[pytest]\n")  # not this repo's config
+        (directory / "conftest.py").write_text(_TIMING_CONFTEST)
+        for name in _PYTEST_FILES:  # warm the file caches, cache the rewritten modules
+            _pytest_run(directory, name, extra)
+        for i in range(rounds):
+            order = list(_PYTEST_FILES) if i % 2 == 0 else list(reversed(_PYTEST_FILES))
+            out.append({name: _pytest_run(directory, name, extra) for name in order})
+    return tuple(out)
+
+
+def figure_pytest(
+    rounds: int, tests: int, fixture: str = "tcpserver", session: bool = False
+) -> Figure:
+    if fixture == "tcpserver" and not session:
         fig = Figure(
             "pytest", "one pytest test using tcpserver (sync client): overhead per test",
             "time", "<= 0.5 ms", absolute_max=0.5e-3, show_ratio=False,
-            note=f"(time of {tests} tcpserver tests - time of {tests} tests with a plain "
-            f"server written in the test) / {tests}, each file in its own pytest subprocess, "
-            "timed from pytest's session start to its end (collection included, interpreter "
-            "start-up left out); the baseline column is what one plain-server test costs "
-            "(its file's time minus a file of as many empty tests, / N)",
+            note=f"median time of one of {tests} tcpserver tests - median time of one of "
+            f"{tests} tests with a plain server written in the test, each file in its own "
+            "pytest subprocess; a test's time is its setup, call, teardown and reports "
+            "(pytest_runtest_protocol); the baseline column is what the plain-server test "
+            "costs over an empty test",
+        )
+    elif fixture == "tcpserver":
+        fig = Figure(
+            "pytest_session",
+            "one pytest test using tcpserver, whole session / N (reference)",
+            "time", "reference", reference=True, show_ratio=False,
+            note=f"the same runs timed from pytest's session start to its end: (time of the "
+            f"{tests} tcpserver tests' file - time of the plain-server file) / {tests}; "
+            "collection included, so noisier; the baseline column is the plain-server file "
+            "minus the empty-test file, / N",
         )
     else:
         fig = Figure(
             "pytest_command_server",
             "one pytest test using command_server (the engine's CommandServer), reference",
             "time", "reference", reference=True, show_ratio=False,
-            note="the same measure with the command_server fixture (one CommandServer, "
-            "one thread) instead of tcpserver: how much of the overhead is the engine's",
+            note="the same per-test measure with the command_server fixture (one "
+            "CommandServer) instead of tcpserver",
         )
     if not _plugin_available():
         fig.note = "plugin not available (pytest_embeddedserver.py is missing)"
         return fig
-    extra = [] if _plugin_registered() else ["-p", "pytest_embeddedserver"]
-    files = {
-        "test_fixture.py": _FIXTURE_TEST if fixture == "tcpserver" else _COMMAND_SERVER_TEST,
-        "test_plain.py": _PLAIN_TEST,
-        "test_empty.py": "\n\ndef test_empty_{n}():\n    pass\n",
-    }
-    with tempfile.TemporaryDirectory(prefix="embeddedserver-bench-") as tmp:
-        directory = Path(tmp)
-        header = textwrap.dedent(_COMMON)
-        for name, body in files.items():
-            (directory / name).write_text(header + "".join(body.format(n=n) for n in range(tests)))
-        (directory / "pytest.ini").write_text("[pytest]\n")  # not this repo's config
-        (directory / "conftest.py").write_text(_TIMING_CONFTEST)
-        _pytest_wall(directory, "test_fixture.py", extra)  # warm the file caches
-        for i in range(rounds):
-            order = list(files)
-            if i % 2:
-                order.reverse()
-            walls = {name: _pytest_wall(directory, name, extra) for name in order}
-            fig.lib.append((walls["test_fixture.py"] - walls["test_plain.py"]) / tests)
-            fig.base.append((walls["test_plain.py"] - walls["test_empty.py"]) / tests)
+    for result in _pytest_rounds(rounds, tests, fixture):
+        (fix_wall, fix_test), (plain_wall, plain_test), (empty_wall, empty_test) = (
+            result[name] for name in _PYTEST_FILES
+        )
+        if session:
+            fig.lib.append((fix_wall - plain_wall) / tests)
+            fig.base.append((plain_wall - empty_wall) / tests)
+        else:
+            fig.lib.append(fix_test - plain_test)
+            fig.base.append(plain_test - empty_test)
     return fig
 
 
@@ -850,7 +899,8 @@ def render_table(figures: list[Figure], info: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------
 
 FIGURES = [
-    "start_stop", "exchange", "pytest", "pytest_command_server", "upload", "upload_raw",
+    "start_stop", "exchange", "pytest", "pytest_session", "pytest_command_server", "upload",
+    "upload_raw",
     "download", "sequential", "concurrent", "failure_full", "failure_short", "memory",
 ]
 
@@ -866,6 +916,9 @@ def run_figures(
         "pytest": lambda: figure_pytest(3 if quick else 7, 200 if quick else 500),
         "pytest_command_server": lambda: figure_pytest(
             3 if quick else 7, 200 if quick else 500, "command_server"
+        ),
+        "pytest_session": lambda: figure_pytest(
+            3 if quick else 7, 200 if quick else 500, session=True
         ),
         "upload": lambda: figure_upload(rounds),
         "upload_raw": lambda: figure_upload(rounds, as_bytes=False),
