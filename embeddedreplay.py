@@ -56,6 +56,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from embeddedconn import Waker
+from embeddedlisten import _describe_address, _ServingBase, _unix_path
 from embeddedrecord import ConnectionRecord, Failure
 from embeddedscript import DEFAULT_TIMEOUT
 from embeddedscriptfile import (  # the notes it reads back, and its public API
@@ -69,7 +70,6 @@ from embeddedscriptfile import (  # the notes it reads back, and its public API
     parse_script,
     save_script,
 )
-from embeddedserver import _describe_address, _ServingBase, _unix_path
 
 __all__ = [
     "FORMAT_HEADER",

@@ -6,6 +6,7 @@ MODULES = [
     "embeddedrecord",
     "embeddedscript",
     "embeddedconn",
+    "embeddedlisten",
     "embeddedserver",
     "embeddedcli",
     "embeddeddemo",

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-import embeddedserver
 from embeddedserver import (
     RECEIVE,
     Call,
@@ -33,7 +32,6 @@ from embeddedserver import (
     OneShotServer,
     PerConnection,
     ReadLine,
-    listen_tcp,
     server_for_test,
 )
 
@@ -440,41 +438,6 @@ def test_busy_port_is_an_os_error_naming_the_port(host: str) -> None:
 def test_an_unresolvable_host_is_an_os_error_naming_it() -> None:
     with pytest.raises(OSError, match=r"no-such-host\.invalid"):
         CommandServer("x", host="no-such-host.invalid", verbose=False)
-
-
-def test_listen_tcp_is_public_and_listens_as_the_servers_do() -> None:
-    assert {"listen_tcp", "JOIN_TIMEOUT"} <= set(embeddedserver.__all__)
-    listeners = listen_tcp("localhost", 0, 4)
-    try:
-        ports = {s.getsockname()[1] for s in listeners}
-        assert len(ports) == 1 and 0 not in ports
-        assert {s.family for s in listeners} <= {socket.AF_INET, socket.AF_INET6}
-        assert all(not s.getblocking() for s in listeners)
-        with client(listeners[0].getsockname()[1]):
-            pass  # it accepts connections: the backlog takes this one
-    finally:
-        for listener in listeners:
-            listener.close()
-
-
-@pytest.mark.parametrize(
-    ("args", "error", "words"),
-    [
-        (("", 0, 4), TypeError, ["host", "''"]),
-        ((None, 0, 4), TypeError, ["host", "None"]),
-        (("127.0.0.1", "80", 4), TypeError, ["port", "'80'", "65535"]),
-        (("127.0.0.1", 70000, 4), ValueError, ["port", "70000", "65535"]),
-        (("127.0.0.1", 0, 0), ValueError, ["backlog", "0", ">= 1"]),
-        (("127.0.0.1", 0, True), TypeError, ["backlog", "True"]),
-    ],
-)
-def test_listen_tcp_rejects_bad_arguments_naming_them(
-    args: tuple[Any, ...], error: type[Exception], words: list[str]
-) -> None:
-    with pytest.raises(error) as info:
-        listen_tcp(*args)
-    for word in words:
-        assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
 
 
 # ---------------------------------------------------------------------------
