@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from embeddedscript import Inbox, Mismatch
+from embeddedscript import Inbox, Mismatch, compile_script
 from embeddedserver import (
     RECEIVE,
     AcceptAndClose,
@@ -335,7 +335,7 @@ not_callable = st.one_of(
 )
 invalid_commands = st.one_of(not_callable, st.sampled_from(STEP_CLASSES))
 valid_commands = st.one_of(
-    st.integers(0, 64),
+    st.integers(1, 64),  # a byte count starts at 1: a bare 0 is rejected
     st.binary(max_size=8),
     st.text(max_size=8),
     st.just(RECEIVE),
@@ -355,6 +355,12 @@ def garbage_lists(draw: st.DrawFn) -> list[Any]:
         st.just([HalfClose(), HalfClose()]),
     ))
     return [*before, *bad, *after]
+
+
+@PURE_EXAMPLES
+@given(commands=st.lists(valid_commands, max_size=6))
+def test_valid_commands_compile(commands: list[Any]) -> None:
+    assert len(compile_script(commands)) == len(commands)
 
 
 @SERVER_EXAMPLES
