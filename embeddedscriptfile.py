@@ -572,6 +572,11 @@ def _parse_step(lex: _Lexer, keyword: str, rest: str) -> _Item:
         if words[:1] == ["until"]:
             item.keyword = "read until"
             item.data = bytearray(lex.data(rest.strip()[len("until") :], "read until"))
+        elif len(words) == 1 and words[0].isdecimal() and int(words[0]) == 0:
+            raise lex.error(
+                f"read {words[0]} would read nothing: a byte count starts at 1 ('read N' "
+                "reads at least N bytes); a plain 'read' reads what arrives"
+            )
         elif words in ([], ["line"], ["to", "close"]) or (
             len(words) == 1 and words[0].isdigit()
         ):

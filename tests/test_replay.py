@@ -614,6 +614,7 @@ def test_any_bytes_survive_writing_and_reading(turns: list[tuple[bool, bytes]]) 
         ("read\ndelay soon\n", 2, "delay takes a number of seconds >= 0, such as 0.25, not 'soon'"),
         ("delay -1\n", 1, "not '-1'"),
         ("read some\n", 1, "read takes nothing, a byte count, 'line', 'until DATA' or 'to close'"),
+        ("read\nread 0\n", 2, r"read 0 would read nothing: a byte count starts at 1"),
         ("close now\n", 1, "close takes no arguments; unexpected 'now'"),
         ('client: ""\n', 1, "client: data must not be empty"),
         ('expect ""\n', 1, "Expect.*would match nothing"),
@@ -632,6 +633,16 @@ def test_bad_syntax_names_the_line(text: str, lineno: int, reason: str) -> None:
     if text.strip("#\n abcdefghijklmnopqrstuvwxyz"):
         assert error.line == text.splitlines()[lineno - 1]
         assert str(error).endswith("\n    " + error.line.strip())
+
+
+def test_read_0_is_explained_in_script_file_words() -> None:
+    with pytest.raises(ScriptSyntaxError) as caught:
+        parse_script("read 0\n", filename="zero.script")
+    assert str(caught.value) == (
+        "zero.script, line 1: read 0 would read nothing: a byte count starts at 1 "
+        "('read N' reads at least N bytes); a plain 'read' reads what arrives\n    read 0"
+    )
+    assert "Receive" not in str(caught.value) and "RECEIVE" not in str(caught.value)
 
 
 def test_bad_file_error_names_the_file_and_line(tmp_path: Path) -> None:
