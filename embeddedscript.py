@@ -13,16 +13,18 @@ client connection. Steps come in three families:
   do something to the connection.
 
 Nothing in this module touches a socket. A read step is matched by an ``Inbox``:
-the I/O shell (``embeddedserver``) feeds it the bytes it receives and asks whether the
+the I/O shell (``embeddedconn``) feeds it the bytes it receives and asks whether the
 step is complete, incomplete, or can never match (``Mismatch``, raised at the first
-differing byte, so a wrong client fails at once rather than at a timeout).
+differing byte, so a wrong client fails at once rather than at a timeout). Each read
+step's ``matcher()`` makes the object that does that matching; the matchers, ``Inbox``
+and ``Mismatch`` live in ``embeddedmatch`` (re-exported here).
 
 Errors split as in h11: a script that is wrong raises ``TypeError``/``ValueError`` when it
 is built (``compile_script``); a client that misbehaves produces a ``Failure`` record,
 rendered with the step, what was expected, what arrived and where the two parted.
 
-Sections: helpers - steps - script compilation - the inbox. Records and failure
-reports live in ``embeddedrecord``.
+Sections: helpers - read steps - send and action steps - script compilation. Records
+and failure reports live in ``embeddedrecord``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
+from embeddedmatch import (
+    Inbox,
+    Mismatch,
+    _AtLeast,
+    _Checked,
+    _Closed,
+    _Exact,
+    _Frame,
+    _Matcher,
+    _ToEof,
+    _Until,
+)
 from embeddedrecord import ConnectionRecord, Event, Failure, render_transcript, show_bytes
 
 __all__ = [
@@ -187,25 +201,8 @@ def http_response(
 
 
 # ---------------------------------------------------------------------------
-# steps
+# read steps (and the base classes of every step)
 # ---------------------------------------------------------------------------
-
-
-class Mismatch(Exception):
-    """A read step can never match what the client sent (raised by the matchers).
-
-    ``expected`` describes what the step wanted, ``received`` is what had arrived for
-    the step, ``offset`` the first byte that differs (or None), ``reason`` a short phrase.
-    """
-
-    def __init__(
-        self, reason: str, expected: str, received: bytes, offset: int | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.expected = expected
-        self.received = bytes(received)
-        self.offset = offset
 
 
 class Step:
@@ -229,7 +226,8 @@ class Step:
 
 
 class ReadStep(Step):
-    """A step that consumes bytes from the client; subclasses implement ``matcher``."""
+    """A step that consumes bytes from the client; subclasses implement ``matcher``
+    (a fresh matcher from ``embeddedmatch`` each time the step runs)."""
 
     def matcher(self) -> _Matcher:
         raise NotImplementedError
@@ -244,14 +242,6 @@ class ReadStep(Step):
 
     def _timeout_arg(self) -> list[str]:
         return [] if self.timeout is None else [f"timeout={self.timeout!r}"]
-
-
-class _Matcher:
-    """Per-execution state of a read step. ``check`` returns the byte count the step
-    consumes when complete, None while incomplete, and raises Mismatch if impossible."""
-
-    def check(self, buffer: bytearray, eof: bool) -> int | None:
-        raise NotImplementedError
 
 
 class Receive(ReadStep):
@@ -282,14 +272,6 @@ class Receive(ReadStep):
         return _AtLeast(self.n or 1)
 
 
-class _AtLeast(_Matcher):
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def check(self, buffer: bytearray, eof: bool) -> int | None:
-        return len(buffer) if len(buffer) >= self.n else None
-
-
 #: Read some bytes: whatever one read returns. The classic first step of a script.
 RECEIVE = Receive()
 
@@ -315,19 +297,6 @@ class ReadUntil(ReadStep):
 
     def matcher(self) -> _Matcher:
         return _Until(self.delimiter)
-
-
-class _Until(_Matcher):
-    def __init__(self, delimiter: bytes) -> None:
-        self.delimiter = delimiter
-        self.searched = 0  # bytes already known not to start the delimiter
-
-    def check(self, buffer: bytearray, eof: bool) -> int | None:
-        at = buffer.find(self.delimiter, self.searched)
-        if at < 0:
-            self.searched = max(0, len(buffer) - len(self.delimiter) + 1)
-            return None
-        return at + len(self.delimiter)
 
 
 class ReadLine(ReadUntil):
@@ -363,32 +332,6 @@ class ReadFrame(ReadStep):
         return _Frame(self._struct, None, self)
 
 
-class _Frame(_Matcher):
-    def __init__(self, packer: struct.Struct, payload: bytes | None, step: ReadStep) -> None:
-        self.packer = packer
-        self.payload = payload
-        self.step = step
-        self.checked = 0
-
-    def check(self, buffer: bytearray, eof: bool) -> int | None:
-        size = self.packer.size
-        if len(buffer) < size:
-            return None
-        (length,) = self.packer.unpack_from(buffer)
-        if self.payload is not None:
-            if length != len(self.payload):
-                raise Mismatch(
-                    f"frame length prefix says {length} bytes, expected {len(self.payload)}",
-                    f"frame with payload {show_bytes(self.payload)}",
-                    bytes(buffer[: size + min(length, 256)]),
-                    None,
-                )
-            end = min(len(buffer), size + length)
-            _compare(self.payload, buffer, size + self.checked, end, size, self.step)
-            self.checked = end - size
-        return size + length if len(buffer) >= size + length else None
-
-
 class ReadUntilClose(ReadStep):
     """Read everything until the client closes its side (EOF)."""
 
@@ -403,29 +346,6 @@ class ReadUntilClose(ReadStep):
 
     def matcher(self) -> _Matcher:
         return _ToEof()
-
-
-class _ToEof(_Matcher):
-    def check(self, buffer: bytearray, eof: bool) -> int | None:
-        return len(buffer) if eof else None
-
-
-def _compare(
-    expected: bytes, buffer: bytearray, start: int, end: int, base: int, step: ReadStep
-) -> None:
-    """Compare buffer[start:end] with expected[start-base:end-base]; raise at a difference
-    (a Mismatch saying what *step* expected)."""
-    if end <= start:
-        return
-    got = memoryview(buffer)[start:end]
-    want = memoryview(expected)[start - base : end - base]
-    if got == want:
-        return
-    offset = next(i for i in range(len(got)) if got[i] != want[i]) + start - base
-    got.release()  # else the traceback keeps the buffer exported: no resize while handling
-    # Everything that arrived, not just the expected length: a user needs to see what
-    # the client said instead ("GET / HTTP/1.1..." rather than the first 6 bytes of it).
-    raise Mismatch(f"wrong bytes at offset {offset}", step.describe(), bytes(buffer[base:]), offset)
 
 
 class Expect(ReadStep):
@@ -516,44 +436,6 @@ def _bytes_pattern(pattern: re.Pattern[Any]) -> re.Pattern[bytes]:
         raise ValueError(f"regex {pattern.pattern!r} cannot be used on bytes: {exc}") from None
 
 
-class _Exact(_Matcher):
-    def __init__(self, expected: bytes, step: ReadStep) -> None:
-        self.expected = expected
-        self.step = step
-        self.checked = 0
-
-    def check(self, buffer: bytearray, eof: bool) -> int | None:
-        end = min(len(buffer), len(self.expected))
-        _compare(self.expected, buffer, self.checked, end, 0, self.step)
-        self.checked = end
-        return len(self.expected) if end == len(self.expected) else None
-
-
-class _Checked(_Matcher):
-    def __init__(self, step: Expect) -> None:
-        self.step = step
-        self.unit = step.within.matcher() if step.within is not None else None
-
-    def check(self, buffer: bytearray, eof: bool) -> int | None:
-        step = self.step
-        if self.unit is None:  # streaming regex search
-            assert step.pattern is not None
-            found = step.pattern.search(buffer)
-            return found.end() if found else None
-        n = self.unit.check(buffer, eof)
-        if n is None:
-            return None
-        chunk = bytes(buffer[:n])
-        if step.pattern is not None:
-            ok: object = step.pattern.fullmatch(chunk)
-        else:
-            assert step.predicate is not None
-            ok = step.predicate(chunk)
-        if not ok:
-            raise Mismatch("the data did not match", step.describe(), chunk, None)
-        return n
-
-
 class ExpectRegex(Expect):
     """``Expect`` with a regex given as text or bytes; an invalid regex is a ValueError.
 
@@ -623,16 +505,9 @@ class ExpectClose(ReadStep):
         return _Closed()
 
 
-class _Closed(_Matcher):
-    def check(self, buffer: bytearray, eof: bool) -> int | None:
-        if buffer:
-            raise Mismatch(
-                "unexpected data while waiting for the client to close",
-                "the client to close the connection",
-                bytes(buffer),
-                0,
-            )
-        return 0 if eof else None
+# ---------------------------------------------------------------------------
+# send and action steps
+# ---------------------------------------------------------------------------
 
 
 class Send(Step):
@@ -857,69 +732,6 @@ class PerConnection:
 
     def __repr__(self) -> str:
         return f"PerConnection({len(self.scripts)} scripts, then={self.then!r})"
-
-
-# ---------------------------------------------------------------------------
-# the inbox: pure matching of read steps against a byte stream
-# ---------------------------------------------------------------------------
-
-
-class Inbox:
-    """Bytes received on one connection and not yet consumed by a step.
-
-    ``begin(step)`` starts a read step; ``feed(data)`` adds bytes (``b""`` is EOF);
-    ``poll()`` returns the step's chunk once complete, None while it needs more, and raises
-    ``Mismatch`` when it cannot complete (wrong bytes, or EOF before the end).
-
-    >>> inbox = Inbox()
-    >>> inbox.begin(Expect(b"PING"))
-    >>> inbox.feed(b"PI"); inbox.poll() is None
-    True
-    >>> inbox.feed(b"NG!"); inbox.poll()
-    b'PING'
-    >>> bytes(inbox.buffer)
-    b'!'
-    """
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.eof = False
-        self.step: ReadStep | None = None
-        self._matcher: _Matcher | None = None
-
-    def begin(self, step: ReadStep) -> None:
-        self.step = step
-        self._matcher = step.matcher()
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if not data:
-            self.eof = True
-        else:
-            self.buffer += data
-
-    def poll(self) -> bytes | None:
-        assert self._matcher is not None and self.step is not None, "begin() a step first"
-        n = self._matcher.check(self.buffer, self.eof)
-        if n is None:
-            if self.eof:
-                raise Mismatch(
-                    "the client closed the connection before the step completed",
-                    self.step.describe(),
-                    bytes(self.buffer),
-                    len(self.buffer),
-                )
-            return None
-        return self.take(n)
-
-    def take(self, n: int) -> bytes:
-        """Remove and return the first *n* buffered bytes."""
-        if n >= len(self.buffer):
-            chunk = bytes(self.buffer)
-            self.buffer.clear()
-        else:
-            chunk = bytes(memoryview(self.buffer)[:n])
-            del self.buffer[:n]
-        return chunk
 
 
 def describe_steps(steps: Sequence[Step]) -> str:

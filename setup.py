@@ -5,6 +5,7 @@ from setuptools import setup
 MODULES = [
     "embeddedrecord",
     "embeddedscript",
+    "embeddedmatch",
     "embeddedconn",
     "embeddedlisten",
     "embeddedserver",

@@ -1,0 +1,390 @@
+"""Matching read steps against a byte stream, without sockets: each kind of read step
+fed through an ``Inbox`` in pieces, what completes it, what it leaves for the next step,
+and the ``Mismatch`` it raises (reason, what was expected, what arrived, the offset).
+Also: ``embeddedscript`` still exports what moved here.
+
+Sections: matching (one per kind of read step) - the module.
+"""
+
+from __future__ import annotations
+
+import doctest
+import re
+import struct
+
+import pytest
+
+import embeddedmatch
+import embeddedscript
+from embeddedmatch import Inbox, Mismatch
+from embeddedscript import (
+    RECEIVE,
+    Expect,
+    ExpectClose,
+    ExpectFrame,
+    ExpectRegex,
+    ReadFrame,
+    ReadLine,
+    ReadStep,
+    ReadUntil,
+    ReadUntilClose,
+    Receive,
+    compile_script,
+)
+
+
+def feed_all(step: ReadStep, *pieces: bytes) -> tuple[list[bytes | None], Inbox]:
+    """Begin *step*, feed each piece in turn and poll after each; return the polls."""
+    inbox = Inbox()
+    inbox.begin(step)
+    results = []
+    for piece in pieces:
+        inbox.feed(piece)
+        results.append(inbox.poll())
+    return results, inbox
+
+
+def mismatch(step: ReadStep, *pieces: bytes) -> Mismatch:
+    """Feed *pieces* to *step* and return the Mismatch that must be raised."""
+    inbox = Inbox()
+    inbox.begin(step)
+    with pytest.raises(Mismatch) as info:
+        for piece in pieces:
+            inbox.feed(piece)
+            inbox.poll()
+    return info.value
+
+
+# ---------------------------------------------------------------------------
+# matching: Receive and ints
+# ---------------------------------------------------------------------------
+
+
+def test_receive_takes_whatever_one_read_brought() -> None:
+    results, inbox = feed_all(RECEIVE, b"GET / HTTP/1.1\r\n")
+    assert results == [b"GET / HTTP/1.1\r\n"]
+    assert not inbox.buffer
+
+
+def test_receive_waits_for_at_least_one_byte() -> None:
+    inbox = Inbox()
+    inbox.begin(RECEIVE)
+    assert inbox.poll() is None
+
+
+def test_receive_n_waits_for_n_bytes_and_takes_all_that_arrived() -> None:
+    results, _ = feed_all(Receive(5), b"ab", b"cd", b"efgh")
+    assert results == [None, None, b"abcdefgh"]
+
+
+def test_int_in_script_reads_at_least_that_many_bytes() -> None:
+    (step,) = compile_script([20])
+    assert isinstance(step, Receive) and step.n == 20
+    results, _ = feed_all(step, b"x" * 19, b"yz")
+    assert results == [None, b"x" * 19 + b"yz"]
+
+
+def test_the_smallest_byte_count_in_a_script_is_one() -> None:
+    (step,) = compile_script([1])  # 0 is rejected, and True/False are not counts
+    assert repr(step) == "Receive(1)"
+    results, _ = feed_all(step, b"a")
+    assert results == [b"a"]
+
+
+def test_receive_at_eof_with_nothing_is_a_mismatch_naming_the_close() -> None:
+    exc = mismatch(Receive(3), b"ab", b"")
+    assert "closed the connection before the step completed" in exc.reason
+    assert exc.received == b"ab"
+    assert exc.offset == 2
+    assert exc.expected == "at least 3 bytes"
+
+
+def test_bytes_left_by_one_step_serve_the_next() -> None:
+    inbox = Inbox()
+    inbox.begin(ReadLine())
+    inbox.feed(b"one\ntwo\n")
+    assert inbox.poll() == b"one\n"
+    inbox.begin(ReadLine())
+    assert inbox.poll() == b"two\n"
+    assert inbox.buffer == b""
+
+
+# ---------------------------------------------------------------------------
+# matching: delimiters, lines, frames, until close
+# ---------------------------------------------------------------------------
+
+
+def test_read_until_finds_a_delimiter_straddling_two_feeds() -> None:
+    results, inbox = feed_all(ReadUntil(b"\r\n\r\n"), b"GET / HTTP/1.1\r\nHost: x\r\n\r", b"\nbody")
+    assert results == [None, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]
+    assert bytes(inbox.buffer) == b"body"
+
+
+def test_read_until_finds_a_delimiter_fed_one_byte_at_a_time() -> None:
+    message = b"abc\r\n\r\nrest"
+    inbox = Inbox()
+    inbox.begin(ReadUntil(b"\r\n\r\n"))
+    found = None
+    for i in range(len(message)):
+        inbox.feed(message[i : i + 1])
+        found = found or inbox.poll()
+    assert found == b"abc\r\n\r\n"
+    assert bytes(inbox.buffer) == b"rest"
+
+
+def test_read_until_takes_a_str_delimiter_as_utf8() -> None:
+    results, _ = feed_all(ReadUntil("é"), "caf\u00e9!".encode())
+    assert results == ["café".encode()]
+
+
+def test_read_until_eof_before_delimiter_fails_with_what_arrived() -> None:
+    exc = mismatch(ReadUntil(b"\r\n\r\n"), b"GET / HTTP/1.1\r\n", b"")
+    assert exc.received == b"GET / HTTP/1.1\r\n"
+    assert exc.expected == "bytes up to b'\\r\\n\\r\\n'"
+
+
+def test_read_line_reads_up_to_and_including_newline() -> None:
+    results, inbox = feed_all(ReadLine(), b"EHLO x\r", b"\nMAIL")
+    assert results == [None, b"EHLO x\r\n"]
+    assert bytes(inbox.buffer) == b"MAIL"
+
+
+def test_read_frame_default_prefix_is_4_byte_big_endian() -> None:
+    frame = struct.pack(">I", 5) + b"hello"
+    results, inbox = feed_all(ReadFrame(), frame[:3], frame[3:7], frame[7:] + b"next")
+    assert results == [None, None, frame]
+    assert bytes(inbox.buffer) == b"next"
+
+
+@pytest.mark.parametrize("prefix", [">H", "<H", "!B", "<Q", ">L", "=I"])
+def test_read_frame_with_other_struct_prefixes(prefix: str) -> None:
+    frame = struct.pack(prefix, 3) + b"abc"
+    results, _ = feed_all(ReadFrame(prefix), frame[:1], frame[1:])
+    assert results[-1] == frame
+
+
+def test_read_frame_of_length_zero_is_just_the_prefix() -> None:
+    results, _ = feed_all(ReadFrame(">H"), b"\x00\x00rest")
+    assert results == [b"\x00\x00"]
+
+
+def test_read_frame_eof_mid_payload_fails() -> None:
+    exc = mismatch(ReadFrame(), struct.pack(">I", 10) + b"abc", b"")
+    assert "closed" in exc.reason
+
+
+def test_read_until_close_takes_everything_at_eof() -> None:
+    results, inbox = feed_all(ReadUntilClose(), b"a", b"b", b"")
+    assert results == [None, None, b"ab"]
+    assert inbox.eof
+
+
+def test_read_until_close_with_nothing_sent_gives_an_empty_chunk() -> None:
+    results, _ = feed_all(ReadUntilClose(), b"")
+    assert results == [b""]
+
+
+# ---------------------------------------------------------------------------
+# matching: exact expectations
+# ---------------------------------------------------------------------------
+
+
+def test_expect_exact_bytes_across_feeds_leaves_the_rest() -> None:
+    results, inbox = feed_all(Expect(b"PING\r\n"), b"PI", b"NG\r", b"\nPONG")
+    assert results == [None, None, b"PING\r\n"]
+    assert bytes(inbox.buffer) == b"PONG"
+
+
+def test_expect_str_is_utf8() -> None:
+    results, _ = feed_all(Expect("héllo"), "héllo".encode())
+    assert results == ["héllo".encode()]
+
+
+def test_expect_fails_at_the_first_differing_byte() -> None:
+    exc = mismatch(Expect(b"HELLO WORLD"), b"HELLO WXRLD")
+    assert exc.offset == 7
+    assert exc.reason == "wrong bytes at offset 7"
+    assert exc.expected == "b'HELLO WORLD'"
+
+
+def test_expect_fails_at_once_when_fewer_bytes_than_expected_arrived() -> None:
+    """The wrong byte is seen in the first two bytes: no waiting for the other nine."""
+    exc = mismatch(Expect(b"HELLO WORLD"), b"HX")
+    assert exc.offset == 1
+    assert exc.received.startswith(b"HX")
+
+
+def test_expect_offset_counts_from_the_step_start_across_feeds() -> None:
+    exc = mismatch(Expect(b"abcdefgh"), b"abc", b"de", b"fXh")
+    assert exc.offset == 6
+    assert exc.received.startswith(b"abcdefX")
+
+
+def test_expect_offset_is_relative_to_the_step_not_to_earlier_steps() -> None:
+    inbox = Inbox()
+    inbox.begin(ReadLine())
+    inbox.feed(b"first\nabX")
+    assert inbox.poll() == b"first\n"
+    inbox.begin(Expect(b"abc"))
+    with pytest.raises(Mismatch) as info:
+        inbox.poll()
+    assert info.value.offset == 2
+
+
+def test_expect_eof_mid_step_reports_where_the_data_ended() -> None:
+    exc = mismatch(Expect(b"PING\r\n"), b"PIN", b"")
+    assert exc.offset == 3
+    assert exc.received == b"PIN"
+    assert "closed" in exc.reason
+
+
+def test_expect_mismatch_carries_everything_that_arrived() -> None:
+    exc = mismatch(Expect(b"PING"), b"GET / HTTP/1.1\r\n")
+    assert exc.offset == 0
+    assert exc.received == b"GET / HTTP/1.1\r\n"
+
+
+def test_expect_binary_mismatch() -> None:
+    exc = mismatch(Expect(b"\x00\x01\x02\x03"), b"\x00\x01\xff")
+    assert exc.offset == 2
+
+
+# ---------------------------------------------------------------------------
+# matching: regexes and predicates
+# ---------------------------------------------------------------------------
+
+
+def test_expect_regex_searches_the_stream_and_consumes_to_the_match_end() -> None:
+    step = Expect(re.compile(rb"GET /\S+ HTTP/1\.[01]\r\n"))
+    results, inbox = feed_all(step, b"GET /hel", b"lo HTTP/1.1\r\nHost: x\r\n")
+    assert results == [None, b"GET /hello HTTP/1.1\r\n"]
+    assert bytes(inbox.buffer) == b"Host: x\r\n"
+
+
+def test_expect_regex_given_as_text_works_on_bytes() -> None:
+    results, _ = feed_all(ExpectRegex(r"\d{3}"), b"code 250 ok")
+    assert results == [b"code 250"]
+
+
+def test_expect_str_compiled_regex_is_used_on_bytes() -> None:
+    results, _ = feed_all(Expect(re.compile(r"QUIT\r\n")), b"QUIT\r\n")
+    assert results == [b"QUIT\r\n"]
+
+
+def test_expect_regex_without_a_match_at_eof_fails() -> None:
+    exc = mismatch(ExpectRegex(rb"HELO"), b"EHLO", b"")
+    assert exc.received == b"EHLO"
+    assert "re.compile(b'HELO')" in exc.expected
+
+
+def test_expect_regex_within_a_line_must_match_the_whole_line() -> None:
+    step = ExpectRegex(rb"MAIL FROM:<\S+>\r\n", within=ReadLine())
+    results, _ = feed_all(step, b"MAIL FROM:<a@b>\r\n")
+    assert results == [b"MAIL FROM:<a@b>\r\n"]
+    exc = mismatch(step, b"RCPT TO:<a@b>\r\n")
+    assert exc.received == b"RCPT TO:<a@b>\r\n"
+    assert exc.reason == "the data did not match"
+    assert "a line ending in b'\\n'" in exc.expected
+
+
+def test_expect_predicate_applies_to_one_read_by_default() -> None:
+    results, _ = feed_all(Expect(lambda chunk: chunk.startswith(b"G")), b"GET")
+    assert results == [b"GET"]
+    exc = mismatch(Expect(lambda chunk: chunk.startswith(b"G")), b"POST")
+    assert exc.received == b"POST"
+    assert "any bytes accepted by" in exc.expected
+
+
+def test_expect_predicate_within_a_frame() -> None:
+    def even_payload(frame: bytes) -> bool:
+        return len(frame[4:]) % 2 == 0
+
+    step = Expect(even_payload, within=ReadFrame())
+    assert feed_all(step, struct.pack(">I", 2) + b"ab")[0] == [struct.pack(">I", 2) + b"ab"]
+    exc = mismatch(step, struct.pack(">I", 3) + b"abc")
+    assert "even_payload" in exc.expected
+    assert "within=ReadFrame()" in repr(step)
+
+
+def test_expect_predicate_exception_propagates_to_the_runner() -> None:
+    def broken(chunk: bytes) -> bool:
+        raise KeyError("boom")
+
+    inbox = Inbox()
+    inbox.begin(Expect(broken))
+    inbox.feed(b"x")
+    with pytest.raises(KeyError):
+        inbox.poll()
+
+
+# ---------------------------------------------------------------------------
+# matching: frames with expected payloads, and ExpectClose
+# ---------------------------------------------------------------------------
+
+
+def test_expect_frame_matches_prefix_and_payload() -> None:
+    frame = struct.pack(">I", 4) + b"ping"
+    results, _ = feed_all(ExpectFrame(b"ping"), frame[:2], frame[2:])
+    assert results == [None, frame]
+
+
+def test_expect_frame_with_other_prefix() -> None:
+    frame = struct.pack("<H", 4) + b"ping"
+    assert feed_all(ExpectFrame(b"ping", "<H"), frame)[0] == [frame]
+
+
+def test_expect_frame_wrong_length_fails_before_the_payload_arrives() -> None:
+    exc = mismatch(ExpectFrame(b"ping"), struct.pack(">I", 9))
+    assert "length prefix says 9 bytes, expected 4" in exc.reason
+
+
+def test_expect_frame_wrong_payload_byte_gives_the_payload_offset() -> None:
+    exc = mismatch(ExpectFrame(b"ping"), struct.pack(">I", 4) + b"pi", b"Ng")
+    assert exc.offset == 2
+    assert exc.received.startswith(b"piN")
+
+
+def test_expect_close_completes_at_eof_with_an_empty_chunk() -> None:
+    assert feed_all(ExpectClose(), b"")[0] == [b""]
+
+
+def test_expect_close_fails_on_unexpected_data() -> None:
+    exc = mismatch(ExpectClose(), b"more")
+    assert exc.received == b"more"
+    assert exc.offset == 0
+    assert exc.expected == "the client to close the connection"
+    assert "unexpected data" in exc.reason
+
+
+def test_expect_close_fails_on_data_left_by_an_earlier_step() -> None:
+    inbox = Inbox()
+    inbox.begin(ReadLine())
+    inbox.feed(b"line\nextra")
+    inbox.poll()
+    inbox.begin(ExpectClose())
+    with pytest.raises(Mismatch) as info:
+        inbox.poll()
+    assert info.value.received == b"extra"
+
+
+def test_inbox_poll_before_begin_is_an_api_error() -> None:
+    with pytest.raises(AssertionError, match="begin"):
+        Inbox().poll()
+
+
+# ---------------------------------------------------------------------------
+# the module
+# ---------------------------------------------------------------------------
+
+
+def test_embeddedscript_still_exports_what_moved_here() -> None:
+    assert embeddedscript.Inbox is Inbox and embeddedscript.Mismatch is Mismatch
+    assert {"Inbox", "Mismatch"} <= set(embeddedscript.__all__)
+    assert embeddedscript._Matcher is embeddedmatch._Matcher  # embeddedscriptfile subclasses it
+    missing = [name for name in embeddedscript.__all__ if not hasattr(embeddedscript, name)]
+    assert not missing
+
+
+def test_module_example_runs() -> None:
+    result = doctest.testmod(embeddedmatch)
+    assert result.attempted and not result.failed
