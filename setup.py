@@ -15,6 +15,7 @@ MODULES = [
     "embeddedscriptfile",
     "embeddedreplay",
     "testingsocket",
+    "testingsocketcapture",
     "embeddedtcpserver",
     "embeddedtcpfactory",
     "pytest_embeddedserver",
