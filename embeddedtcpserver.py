@@ -18,8 +18,8 @@ threads. The *acceptor* accepts every client at once, so a second client is noti
 the first is still being served. The *runner* executes the steps in order; every step but
 ``expect_connect`` is an engine step (``Expect``, ``ExpectFrame``, ``ExpectClose``,
 ``Send``, ``SendFrame``, ``Close``) run by the engine's ``Connection.run_step``, the same
-interpreter as ``CommandServer``. This module adds the growing step list, the acceptor and
-the wording of failures in terms of the call that added the step.
+interpreter as ``CommandServer``. This module adds the growing step list and the acceptor;
+``embeddedtcpmessages`` words the failures in terms of the call that added the step.
 
 The first failure stops the server and is reported once, through the *fail* callable
 (default: raise AssertionError; the plugin passes ``pytest.fail``): by ``join()`` or by
@@ -38,7 +38,7 @@ Seen at the transport level, such a close reaches the server as a reset; for asy
 stream clients watched by ``embeddedtcpfactory`` the count of what each ``StreamReader``
 handed to the application is exact.
 
-Sections: helpers - planned steps and their messages - TcpServer - join.
+Sections: helpers - TcpServer - join.
 """
 
 from __future__ import annotations
@@ -53,13 +53,14 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from embeddedconn import Connection, ServerStopped, StepFailed, Waker
 from embeddedrecord import ConnectionRecord, Failure, render_transcript, show_bytes
-from embeddedscript import Close, Expect, ExpectClose, ExpectFrame, ReadStep, Send, SendFrame, Step
+from embeddedscript import Close, Expect, ExpectClose, ExpectFrame, Send, SendFrame
 from embeddedserver import JOIN_TIMEOUT, listen_tcp
+from embeddedtcpmessages import _explain, _Planned, _unread_failure
 
 __all__ = ["TCPSERVER_TIMEOUT", "Join", "TcpServer"]
 
@@ -115,97 +116,6 @@ def _sent_since_client_spoke(record: ConnectionRecord) -> bytes:
         if event.kind == "send":
             chunks.append(event.data)
     return b"".join(reversed(chunks))
-
-
-# ---------------------------------------------------------------------------
-# planned steps and their messages
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Planned:
-    """One step of a TcpServer script: what the user wrote, and the engine step."""
-
-    label: str  # as the user wrote it, e.g. "expect_bytes(b'hi')"
-    kind: str  # connect, bytes, frame, send, close, disconnect
-    timeout: float
-    step: Step | None = None
-
-    def __repr__(self) -> str:
-        return self.label
-
-    def expected_bytes(self) -> bytes | None:  # used by Failure for the difference line
-        return self.step.expected_bytes() if isinstance(self.step, ReadStep) else None
-
-
-def _explain(
-    planned: _Planned, failure: Failure, unread: tuple[bytes, bool], steps: int
-) -> Failure:
-    """Reword an engine failure in terms of the tcpserver call that added the step;
-    *unread* is (bytes the client did not read, whether that is exact) after a reset."""
-    kind, got, t = failure.kind, failure.received or b"", planned.timeout
-    want = planned.expected_bytes() or b""
-    if planned.kind == "disconnect" and kind == "reset":
-        if unread[0]:
-            return _unread_failure(
-                replace(failure, step=planned, script_length=steps), *unread, reset=True
-            )
-        summary = "the client reset the connection (ECONNRESET) instead of closing it"
-    elif kind == "timeout" and planned.kind == "disconnect":
-        summary = (
-            f"the client did not close the connection within {t:g} s: did the client close? "
-            "(asyncio: writer.close(); await writer.wait_closed(). socket: sock.close())"
-        )
-    elif kind == "timeout" and planned.kind in ("bytes", "frame"):
-        what = f"{len(want)} bytes" if planned.kind == "bytes" else "a frame"
-        arrived = f"only {len(got)} bytes arrived" if got else "nothing arrived"
-        summary = f"timed out after {t:g} s waiting for the client to send {what}: {arrived}"
-    elif kind == "mismatch" and planned.kind == "disconnect":
-        summary = (
-            f"unexpected data while waiting for the client to disconnect: "
-            f"it sent {len(got)} more bytes instead of closing"
-        )
-    elif kind == "mismatch" and planned.kind == "frame":
-        summary = f"wrong frame from the client: {failure.summary}"
-    elif kind == "mismatch":
-        summary = f"wrong bytes from the client: first difference at byte offset {failure.offset}"
-    elif kind == "closed" and planned.kind == "bytes":
-        summary = (
-            f"the client closed the connection after sending only {len(got)} of the "
-            f"{len(want)} expected bytes"
-        )
-    elif kind == "closed" and planned.kind == "frame":
-        summary = (
-            f"the client closed the connection before the frame was complete "
-            f"({len(got)} bytes of it arrived)"
-        )
-    elif kind == "closed":
-        summary = "the client had already closed the connection (EPIPE)"
-    elif kind == "reset":
-        doing = "sending" if planned.kind == "send" else "waiting for data"
-        summary = f"the client reset the connection (ECONNRESET) while the server was {doing}"
-    else:
-        summary = failure.summary
-    return replace(failure, summary=summary, step=planned, script_length=steps)
-
-
-def _unread_failure(failure: Failure, unread: bytes, exact: bool, reset: bool) -> Failure:
-    how = " (its close arrived as a reset, ECONNRESET)" if reset else ""
-    if exact:
-        summary = (
-            f"the client closed the connection with {len(unread)} bytes the server sent "
-            f"still unread{how}: {show_bytes(unread)}"
-        )
-    else:
-        summary = (
-            f"the client closed the connection while data the server sent was still "
-            f"unread{how}; the bytes sent since the client last sent anything: "
-            f"{show_bytes(unread)} ({len(unread)} bytes)"
-        )
-    return replace(
-        failure, kind="unread", summary=summary, received=None, offset=None,
-        expected="the client to read everything the server sent, then close",
-    )
 
 
 # ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ MODULES = [
     "testingsocket",
     "testingsocketcapture",
     "embeddedtcpserver",
+    "embeddedtcpmessages",
     "embeddedtcpfactory",
     "pytest_embeddedserver",
 ]
