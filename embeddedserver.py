@@ -302,40 +302,41 @@ class CommandServer(_ServingBase):
     # -- server thread -------------------------------------------------------
 
     def _accept_loop(self) -> None:
-        if self._blocking_accept:
-            self._accept_blocking()
-        else:
-            self._accept_polling()
-
-    def _accept_blocking(self) -> None:
-        # One system call per connection, where poll() + accept() took two: with a
-        # client in the same process, each is a wait for the GIL on the way back.
-        listener = self._listeners[0]
         try:
-            while not self.STOPPED:
-                try:
-                    sock, peer = listener.accept()
-                except ConnectionAbortedError:
-                    continue
-                except OSError:
-                    if self.STOPPED:  # stop() shut the listener down
-                        break
-                    raise
-                number = self._accepted + 1  # only this thread changes it
-                last = self.max_connections is not None and number >= self.max_connections
-                if last:  # refused from now on, before the waiters hear of it
-                    with self._lock:
-                        listener.close()
-                self._accepted_one(number)
-                self._start_connection(sock, peer, number)
-                if last:
-                    break
-            self._join_workers()
+            if self._blocking_accept:
+                self._accept_blocking()
+            else:
+                self._accept_polling()
+            if not self.STOPPED:  # the last connection allowed was taken: see it served
+                self._join_workers()
         except Exception:
             self._record(Failure("error", "the accept loop crashed",
                                  traceback=traceback.format_exc()))
         finally:
             self._accept_loop_ended()
+
+    def _accept_blocking(self) -> None:
+        # One system call per connection, where poll() + accept() took two: with a
+        # client in the same process, each is a wait for the GIL on the way back.
+        listener = self._listeners[0]
+        while not self.STOPPED:
+            try:
+                sock, peer = listener.accept()
+            except ConnectionAbortedError:
+                continue
+            except OSError:
+                if self.STOPPED:  # stop() shut the listener down
+                    return
+                raise
+            number = self._accepted + 1  # only this thread changes it
+            last = self.max_connections is not None and number >= self.max_connections
+            if last:  # refused from now on, before the waiters hear of it
+                with self._lock:
+                    listener.close()
+            self._accepted_one(number)
+            self._start_connection(sock, peer, number)
+            if last:
+                return
 
     def _accept_polling(self) -> None:
         poller = select.poll()
@@ -344,42 +345,35 @@ class CommandServer(_ServingBase):
             poller.register(fd, select.POLLIN)
         wake_fd = self._waker.rfd
         poller.register(wake_fd, select.POLLIN)
-        try:
-            while by_fd:
-                ready = poller.poll()
-                for fd, _ in ready:
-                    if fd == wake_fd:
-                        return
-                for fd, _ in ready:
-                    # Concurrent mode takes every connection waiting in the backlog (a
-                    # crowd arrives at once); one at a time takes one per wake-up.
-                    listener = by_fd.get(fd)
-                    while listener is not None and not self.STOPPED:
-                        try:
-                            sock, peer = listener.accept()
-                        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                            break
-                        number = self._accepted + 1  # only this thread changes it
-                        if self.max_connections is not None and number >= self.max_connections:
-                            # Closed before the waiters hear of the connection, so that
-                            # after wait_for_connections(finished=False) a new connect
-                            # is refused.
+        while by_fd:
+            ready = poller.poll()
+            for fd, _ in ready:
+                if fd == wake_fd:
+                    return
+            for fd, _ in ready:
+                # Concurrent mode takes every connection waiting in the backlog (a crowd
+                # arrives at once); one at a time takes one per wake-up.
+                listener = by_fd.get(fd)
+                while listener is not None and not self.STOPPED:
+                    try:
+                        sock, peer = listener.accept()
+                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                        break
+                    number = self._accepted + 1  # only this thread changes it
+                    if self.max_connections is not None and number >= self.max_connections:
+                        # Closed before the waiters hear of the connection, so that after
+                        # wait_for_connections(finished=False) a new connect is refused.
+                        with self._lock:
                             for lst in by_fd.values():
                                 poller.unregister(lst)
                                 lst.close()
-                            by_fd = {}
-                        self._accepted_one(number)
-                        self._start_connection(sock, peer, number)
-                        if not (by_fd and self.concurrent):
-                            break
-                    if not by_fd:
+                        by_fd = {}
+                    self._accepted_one(number)
+                    self._start_connection(sock, peer, number)
+                    if not (by_fd and self.concurrent):
                         break
-            self._join_workers()
-        except Exception:
-            self._record(Failure("error", "the accept loop crashed",
-                                 traceback=traceback.format_exc()))
-        finally:
-            self._accept_loop_ended()
+                if not by_fd:
+                    break
 
     def _accept_loop_ended(self) -> None:
         with self._lock:
