@@ -21,36 +21,38 @@ MISS.
 Durations live here, never in the test suite. The figures are noisy on a loaded
 machine: read the p10-p90 spread before trusting a ratio, and rerun when it is quiet.
 
-Sections: helpers - baselines - figures - pytest overhead - table - main.
+Sections: helpers - baselines - figures - table - main. A row of the table (its samples,
+statistics and verdict) is a ``Figure`` from figure.py; the pytest figures, which time
+generated test files in pytest subprocesses, are in pytestoverhead.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
-import importlib.util
 import json
 import os
 import platform
 import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# The checkout's modules, not an installed copy; and this folder's, also when run.py is
+# imported rather than run (Python puts bench/ on sys.path only for the script).
+for _path in (ROOT, HERE):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from embeddedserver import (  # noqa: E402  (the checkout's modules, not an installed copy)
+from figure import Figure  # noqa: E402
+from pytestoverhead import figure_pytest  # noqa: E402
+
+from embeddedserver import (  # noqa: E402
     CommandServer,
     Expect,
     Receive,
@@ -69,69 +71,6 @@ CLIENT_TIMEOUT = 30.0
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-
-@dataclass
-class Figure:
-    """One row of the table: samples for the library and the baseline, and the target.
-
-    *kind* is 'time' (seconds, lower is better), 'bytes' (a size, lower is better), or
-    the unit of a rate such as 'MiB/s' (higher is better). A ratio is shown only where it
-    means something (*show_ratio*). *target* is checked against the ratio
-    (``ratio_max``/``ratio_min``) or against the library's median (``absolute_max``).
-    """
-
-    key: str
-    title: str
-    kind: str
-    target: str
-    lib: list[float] = field(default_factory=list)
-    base: list[float] = field(default_factory=list)
-    ratio_max: float | None = None
-    ratio_min: float | None = None
-    absolute_max: float | None = None
-    reference: bool = False
-    show_ratio: bool = True
-    note: str = ""
-
-    def stats(self, samples: list[float]) -> dict[str, float] | None:
-        if not samples:
-            return None
-        if len(samples) == 1:
-            return {"median": samples[0], "p10": samples[0], "p90": samples[0]}
-        cuts = statistics.quantiles(samples, n=10, method="inclusive")
-        return {"median": statistics.median(samples), "p10": cuts[0], "p90": cuts[-1]}
-
-    def ratio(self) -> float | None:
-        lib, base = self.stats(self.lib), self.stats(self.base)
-        if lib is None or base is None or base["median"] == 0:
-            return None
-        return lib["median"] / base["median"]
-
-    def verdict(self) -> str:
-        lib = self.stats(self.lib)
-        if lib is None:
-            return "n/a"
-        if self.reference:
-            return "-"
-        if self.absolute_max is not None:
-            return "PASS" if lib["median"] <= self.absolute_max else "MISS"
-        ratio = self.ratio()
-        if ratio is None:
-            return "n/a"
-        if self.ratio_max is not None and ratio > self.ratio_max:
-            return "MISS"
-        if self.ratio_min is not None and ratio < self.ratio_min:
-            return "MISS"
-        return "PASS"
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.update(
-            lib_stats=self.stats(self.lib), base_stats=self.stats(self.base),
-            ratio=self.ratio(), verdict=self.verdict(),
-        )
-        return out
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
@@ -608,239 +547,6 @@ def figure_memory(count: int) -> Figure:
     fig.base.append(float(before))
     return fig
 
-
-# ---------------------------------------------------------------------------
-# pytest overhead: N tests using the tcpserver fixture vs N with a plain server
-# ---------------------------------------------------------------------------
-
-_FIXTURE_TEST = '''
-import socket
-
-
-def test_exchange_{n}(tcpserver):
-    tcpserver.expect_connect()
-    tcpserver.expect_bytes(b"hello")
-    tcpserver.send_bytes(b"world")
-    tcpserver.expect_disconnect()
-    with socket.create_connection(("127.0.0.1", tcpserver.service_port), timeout=30) as s:
-        s.sendall(b"hello")
-        assert _recv_exactly(s, 5) == b"world"
-    tcpserver.join()
-'''
-
-_COMMAND_SERVER_TEST = '''
-def test_exchange_{n}(command_server):
-    server = command_server([Expect(b"hello"), b"world", ExpectClose()], verbose=False)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-        s.sendall(b"hello")
-        assert _recv_exactly(s, 5) == b"world"
-    server.wait_for_connections(1)
-'''
-
-_PLAIN_TEST = '''
-def test_exchange_{n}():
-    server = _PlainServer()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-        s.sendall(b"hello")
-        assert _recv_exactly(s, 5) == b"world"
-    server.join()
-'''
-
-_COMMON = '''
-import socket
-import threading
-
-
-from embeddedserver import Expect, ExpectClose
-
-
-def _recv_exactly(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        assert chunk, "EOF"
-        data += chunk
-    return data
-
-
-class _PlainServer:
-    """What a test writes by hand: listen, serve one exchange on a thread, expect EOF."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.error = None
-        self.thread = threading.Thread(target=self._serve)
-        self.thread.start()
-
-    def _serve(self):
-        try:
-            conn, _ = self.sock.accept()
-            with conn:
-                conn.settimeout(30)
-                if _recv_exactly(conn, 5) != b"hello":
-                    raise AssertionError("wrong request")
-                conn.sendall(b"world")
-                if conn.recv(1) != b"":
-                    raise AssertionError("the client did not close")
-        except Exception as exc:
-            self.error = exc
-        finally:
-            self.sock.close()
-
-    def join(self):
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        if self.error:
-            raise self.error
-'''
-
-
-def _plugin_available() -> bool:
-    return importlib.util.find_spec("pytest_embeddedserver") is not None
-
-
-def _plugin_registered() -> bool:
-    from importlib.metadata import entry_points
-
-    return any(ep.value == "pytest_embeddedserver" for ep in entry_points(group="pytest11"))
-
-
-_TIMING_CONFTEST = '''
-import json
-import os
-import time
-
-import pytest
-
-_started = []
-_tests = []
-
-
-def pytest_sessionstart(session):
-    _started.append(time.perf_counter())
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    t0 = time.perf_counter()
-    try:
-        return (yield)
-    finally:
-        _tests.append(time.perf_counter() - t0)
-
-
-def pytest_sessionfinish(session):
-    with open(os.environ["EMBEDDEDSERVER_BENCH_SESSION"], "w") as out:
-        json.dump({"session": time.perf_counter() - _started[0], "tests": _tests}, out)
-'''
-
-
-def _pytest_run(directory: Path, filename: str, extra: list[str]) -> tuple[float, float]:
-    """Run one test file in a pytest subprocess: the seconds from pytest's session start
-    to its end (collection and every test; not the interpreter and plugin start-up, the
-    same for every file), and the median time of one test (its setup, call, teardown
-    and reports: pytest_runtest_protocol)."""
-    env = dict(os.environ)
-    env["EMBEDDEDSERVER_BENCH_SESSION"] = str(directory / "session.json")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop("PYTEST_ADDOPTS", None)
-    # Let the warm-up run cache the assert-rewritten modules, as a developer's runs do:
-    # else every run rewrites every test module again and the figure drowns in that noise.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    # Plugins the tests do not use are left out: they only add start-up noise.
-    cmd = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-        "-p", "no:xdist", "-p", "no:benchmark", "-p", "no:hypothesispytest", *extra, filename,
-    ]
-    done = subprocess.run(
-        cmd, cwd=directory, env=env, capture_output=True, text=True, timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"pytest failed on {filename}:\n{done.stdout[-3000:]}{done.stderr}")
-    result = json.loads((directory / "session.json").read_text())
-    return float(result["session"]), statistics.median(result["tests"])
-
-
-_PYTEST_FILES = ("test_fixture.py", "test_plain.py", "test_empty.py")
-
-
-@functools.cache
-def _pytest_rounds(
-    rounds: int, tests: int, fixture: str
-) -> tuple[dict[str, tuple[float, float]], ...]:
-    """Each round runs the three files (fixture, plain server, empty tests) in turn,
-    alternating the order; one result per file and round (see ``_pytest_run``)."""
-    extra = [] if _plugin_registered() else ["-p", "pytest_embeddedserver"]
-    bodies = {
-        "test_fixture.py": _FIXTURE_TEST if fixture == "tcpserver" else _COMMAND_SERVER_TEST,
-        "test_plain.py": _PLAIN_TEST,
-        "test_empty.py": "\n\ndef test_empty_{n}():\n    pass\n",
-    }
-    out = []
-    with tempfile.TemporaryDirectory(prefix="embeddedserver-bench-") as tmp:
-        directory = Path(tmp)
-        header = textwrap.dedent(_COMMON)
-        for name, body in bodies.items():
-            (directory / name).write_text(header + "".join(body.format(n=n) for n in range(tests)))
-        (directory / "pytest.ini").write_text("[pytest]\n")  # not this repo's config
-        (directory / "conftest.py").write_text(_TIMING_CONFTEST)
-        for name in _PYTEST_FILES:  # warm the file caches, cache the rewritten modules
-            _pytest_run(directory, name, extra)
-        for i in range(rounds):
-            order = list(_PYTEST_FILES) if i % 2 == 0 else list(reversed(_PYTEST_FILES))
-            out.append({name: _pytest_run(directory, name, extra) for name in order})
-    return tuple(out)
-
-
-def figure_pytest(
-    rounds: int, tests: int, fixture: str = "tcpserver", session: bool = False
-) -> Figure:
-    if fixture == "tcpserver" and not session:
-        fig = Figure(
-            "pytest", "one pytest test using tcpserver (sync client): overhead per test",
-            "time", "<= 0.5 ms", absolute_max=0.5e-3, show_ratio=False,
-            note=f"median time of one of {tests} tcpserver tests - median time of one of "
-            f"{tests} tests with a plain server written in the test, each file in its own "
-            "pytest subprocess; a test's time is its setup, call, teardown and reports "
-            "(pytest_runtest_protocol); the baseline column is what the plain-server test "
-            "costs over an empty test",
-        )
-    elif fixture == "tcpserver":
-        fig = Figure(
-            "pytest_session",
-            "one pytest test using tcpserver, whole session / N (reference)",
-            "time", "reference", reference=True, show_ratio=False,
-            note=f"the same runs timed from pytest's session start to its end: (time of the "
-            f"{tests} tcpserver tests' file - time of the plain-server file) / {tests}; "
-            "collection included, so noisier; the baseline column is the plain-server file "
-            "minus the empty-test file, / N",
-        )
-    else:
-        fig = Figure(
-            "pytest_command_server",
-            "one pytest test using command_server (the engine's CommandServer), reference",
-            "time", "reference", reference=True, show_ratio=False,
-            note="the same per-test measure with the command_server fixture (one "
-            "CommandServer) instead of tcpserver",
-        )
-    if not _plugin_available():
-        fig.note = "plugin not available (pytest_embeddedserver.py is missing)"
-        return fig
-    for result in _pytest_rounds(rounds, tests, fixture):
-        (fix_wall, fix_test), (plain_wall, plain_test), (empty_wall, empty_test) = (
-            result[name] for name in _PYTEST_FILES
-        )
-        if session:
-            fig.lib.append((fix_wall - plain_wall) / tests)
-            fig.base.append((plain_wall - empty_wall) / tests)
-        else:
-            fig.lib.append(fix_test - plain_test)
-            fig.base.append(plain_test - empty_test)
-    return fig
 
 
 # ---------------------------------------------------------------------------
