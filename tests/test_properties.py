@@ -246,6 +246,7 @@ def test_a_client_following_a_random_script_passes_with_a_matching_transcript(
     got=st.binary(max_size=80),
     cuts=st.lists(st.integers(0, 80), max_size=6),
 )
+@example(expected=b"\xb0", got=b"\xb0\x00", cuts=[1])  # more bytes after the step completed
 def test_inbox_reports_the_first_wrong_byte(
     expected: bytes, got: bytes, cuts: list[int]
 ) -> None:
@@ -254,8 +255,8 @@ def test_inbox_reports_the_first_wrong_byte(
     diff = first_difference(expected, got)
     pieces = [*cut(got, cuts), b""]  # b"" is EOF
     outcome: bytes | Mismatch | None = None
-    for piece in pieces:
-        inbox.feed(piece)
+    while pieces:
+        inbox.feed(pieces.pop(0))
         try:
             outcome = inbox.poll()
         except Mismatch as exc:
@@ -273,6 +274,8 @@ def test_inbox_reports_the_first_wrong_byte(
         assert outcome.received == got
     else:
         assert outcome == expected
+        for piece in pieces[:-1]:  # what arrives after the step completed stays buffered
+            inbox.feed(piece)
         assert bytes(inbox.buffer) == got[len(expected):]
 
 
