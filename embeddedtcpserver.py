@@ -293,15 +293,15 @@ class TcpServer:
                 if self._idle:
                     self._idle = False
                     self._kick.wake()
-                start = not (self._thread_started or self._stopped)
-                self._thread_started = self._thread_started or start
-            else:
-                failure = Failure("misuse", problem)
-                self._record_failure(failure, reported=True)
-        if problem is not None:
-            self._fail_test(self._report(failure))
-        elif start:
-            self._thread.start()
+                if not (self._thread_started or self._stopped):
+                    # Under the lock, so that stop() sees a thread it can join. (The thread
+                    # waits for the lock before it does anything.)
+                    self._thread_started = True
+                    self._thread.start()
+                return
+            failure = Failure("misuse", problem)
+            self._record_failure(failure, reported=True)
+        self._fail_test(self._report(failure))
 
     def _misuse(self, index: int, planned: _Planned) -> str | None:
         call = f"tcpserver.{planned.label}"
