@@ -198,12 +198,11 @@ class TcpServer:
         self._idle = False  # the server thread waits for steps (it must be kicked)
         self._closing = False  # teardown: take the clients queued, then end
         self._stopped = False
-        # Started by the first step: until then the listeners' backlog holds a client,
-        # and the thread never idles waiting for a first step.
-        self._thread = threading.Thread(
-            target=self._serve, name=f"{name}:{self.service_port}", daemon=True
-        )
-        self._thread_started = False
+        # A thread runs while there are steps to run or a client in the script: the first
+        # step starts it, and it ends when it runs out of steps with no client connected
+        # (the next step starts another). Meanwhile the listeners' backlog holds a client.
+        self._thread = self._new_thread()
+        self._thread_running = False
 
     def __repr__(self) -> str:
         return f"<TcpServer {self.name!r} port {self.service_port}>"
@@ -293,11 +292,8 @@ class TcpServer:
                 if self._idle:
                     self._idle = False
                     self._kick.wake()
-                if not (self._thread_started or self._stopped):
-                    # Under the lock, so that stop() sees a thread it can join. (The thread
-                    # waits for the lock before it does anything.)
-                    self._thread_started = True
-                    self._thread.start()
+                if not (self._thread_running or self._stopped):
+                    self._start_thread()
                 return
             failure = Failure("misuse", problem)
             self._record_failure(failure, reported=True)
@@ -393,7 +389,7 @@ class TcpServer:
             self._stopped = self._halted = True
             self._notify()
         self._waker.wake()
-        if self._thread_started and self._thread is not threading.current_thread():
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join(JOIN_TIMEOUT)
         with self._lock:
             self._close_all()
@@ -420,12 +416,12 @@ class TcpServer:
         self._wait_blocking(target)
         with self._lock:  # the script is over: the thread takes the clients queued and ends
             self._closing = True
-            started = self._thread_started
-            if started:
+            running = self._thread_running
+            if running:
                 self._kick.wake()
-        if started:
+        if self._thread.ident is not None:
             self._thread.join(JOIN_TIMEOUT)
-        else:  # no step, no thread: take the clients queued here
+        if not running:  # no thread (no step, or it ended idle): take the clients queued
             for listener in self._listeners:
                 while self._accept_one(listener):
                     pass
@@ -480,10 +476,25 @@ class TcpServer:
     # added, for a client to connect, or inside a step for the client) it also watches
     # the listeners, so a second client is noticed at once, mid-step.
 
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(
+            target=self._serve, name=f"{self.name}:{self.service_port}", daemon=True
+        )
+
+    def _start_thread(self) -> None:
+        """Start a server thread; call with the lock held, so that stop() sees a thread
+        it can join (the thread waits for the lock before it does anything). A thread
+        that ended idle let go of the lock for good: joining it here cannot deadlock."""
+        if self._thread.ident is not None:
+            self._thread.join()
+            self._thread = self._new_thread()
+        self._thread_running = True
+        self._thread.start()
+
     def _serve(self) -> None:
         listeners = {s.fileno(): s for s in self._listeners}
         current: tuple[_Accepted, Connection] | None = None
-        closed = False
+        closed = ended_idle = False
         try:
             while True:
                 with self._changed:
@@ -493,6 +504,10 @@ class TcpServer:
                         index, planned = self._done, self._steps[self._done]
                     elif self._closing:
                         break
+                    elif current is None:  # out of steps, no client: the next step restarts
+                        self._thread_running = False
+                        ended_idle = True
+                        return
                     else:
                         self._idle = True
                         planned = None
@@ -519,17 +534,22 @@ class TcpServer:
             self._abort(Failure("error", f"{self.name} crashed: {exc!r}",
                                 traceback=traceback.format_exc()))
         finally:
-            for listener in self._listeners:
-                listener.close()
-            if current is not None:  # ended as the failure report's transcript says
-                failure = self._failure
-                conn = current[1]
-                conn.close(conn._ending_after(failure.kind) if failure else "stopped")
-            with self._changed:
-                if not closed:
-                    self._close_all()
-                self._runner_done = True
-                self._notify()
+            if not ended_idle:
+                self._end_serving(current, closed)
+
+    def _end_serving(self, current: tuple[_Accepted, Connection] | None, closed: bool) -> None:
+        """The thread's last act when the server stops, fails or closes."""
+        for listener in self._listeners:
+            listener.close()
+        if current is not None:  # ended as the failure report's transcript says
+            failure = self._failure
+            conn = current[1]
+            conn.close(conn._ending_after(failure.kind) if failure else "stopped")
+        with self._changed:
+            if not closed:
+                self._close_all()
+            self._runner_done = True
+            self._notify()
 
     def _wait_for_work(self, listeners: dict[int, socket.socket]) -> None:
         """Idle until a step is added (a kick) or stop; accept the clients meanwhile."""

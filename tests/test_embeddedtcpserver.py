@@ -55,6 +55,38 @@ def test_stop_is_prompt_while_a_step_waits() -> None:
     assert server.failure is None
 
 
+def test_a_client_after_the_script_ended_is_reported_at_close() -> None:
+    # Out of steps with no client connected, the server thread ends; a client arriving
+    # then waits in the listener's backlog, and close() still takes and reports it.
+    server = TcpServer(timeout=10)
+    server.expect_connect()
+    server.expect_disconnect()
+    with socket.create_connection(("127.0.0.1", server.service_port), timeout=10):
+        pass
+    server.join()
+    late = socket.create_connection(("127.0.0.1", server.service_port), timeout=10)
+    try:
+        with pytest.raises(AssertionError, match=r"connection #2 from 127\.0\.0\.1:\d+ was "
+                           r"accepted but no expect_connect\(\) step took it"):
+            server.close()
+    finally:
+        late.close()
+
+
+def test_steps_added_after_the_script_ended_start_serving_again() -> None:
+    with TcpServer(timeout=10) as server:
+        for word in (b"one", b"two"):
+            server.expect_connect()
+            server.expect_bytes(word)
+            server.send_bytes(word.upper())
+            server.expect_disconnect()
+            with socket.create_connection(("127.0.0.1", server.service_port), timeout=10) as s:
+                s.sendall(word)
+                assert s.makefile("rb").read(3) == word.upper()
+            server.join()
+    assert "connection #2" in server.transcript()
+
+
 def test_bad_timeout_is_rejected_with_the_value() -> None:
     with pytest.raises(ValueError, match="timeout must be a number of seconds > 0, not -1"):
         TcpServer(timeout=-1)
