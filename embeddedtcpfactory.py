@@ -223,6 +223,13 @@ class TcpServerFactory:
     *watch_streams*: watch the asyncio streams connected to these servers (see the
     module docstring); the patches are made through *monkeypatch* if given, else undone
     by ``close()``/``stop()``.
+
+    As a context manager it runs ``close()`` at the end of the block and raises
+    AssertionError with the report (or, if the block raised, only stops the servers)::
+
+        with TcpServerFactory(watch_streams=True) as factory:
+            server = factory(name="db")
+            ...
     """
 
     def __init__(
@@ -241,6 +248,15 @@ class TcpServerFactory:
         self._patches = _Patches() if monkeypatch is None and watch_streams else None
         patcher = monkeypatch or self._patches
         self._watch = None if patcher is None else _StreamWatch(patcher)
+
+    def __enter__(self) -> TcpServerFactory:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        __tracebackhide__ = True
+        report = self.close(check=exc_type is None)
+        if report:
+            raise AssertionError(report)
 
     def __call__(self, *, timeout: float | None = None, name: str | None = None) -> TcpServer:
         """A new server; *timeout* (seconds) overrides the default for its steps."""

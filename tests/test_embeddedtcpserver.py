@@ -146,6 +146,18 @@ def _watched_exchange(factory: TcpServerFactory) -> None:
     asyncio.run(client())
 
 
+def test_factory_as_a_context_manager_reports_at_the_end_of_the_block() -> None:
+    with pytest.raises(AssertionError, match=r"lazy on port \d+: .*no client connected"):
+        with TcpServerFactory(timeout=0.2) as factory:
+            factory(name="lazy").expect_connect()
+    assert all(s._stopped for s in factory.servers)
+    with TcpServerFactory(timeout=10) as factory:  # nothing wrong: no error
+        server = factory()
+        server.expect_connect()
+        with socket.create_connection(("127.0.0.1", server.service_port), timeout=10):
+            server.join()
+
+
 def test_factory_watch_streams_patches_and_undoes_them_itself() -> None:
     original = asyncio.StreamWriter.__init__
     factory = TcpServerFactory(timeout=10, watch_streams=True)
