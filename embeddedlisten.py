@@ -59,6 +59,13 @@ def _check_int(value: Any, name: str, low: int, high: int | None, accepted: str)
         raise ValueError(f"{name} must be {accepted}, not {value!r}")
 
 
+def _check_seconds(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds > 0, not {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+
+
 def _check_host(host: Any) -> None:
     if not isinstance(host, str) or not host:
         raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")

@@ -56,7 +56,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from embeddedconn import Waker
-from embeddedlisten import _describe_address, _ServingBase, _unix_path
+from embeddedlisten import (
+    _check_host,
+    _check_int,
+    _check_seconds,
+    _describe_address,
+    _ServingBase,
+    _unix_path,
+)
 from embeddedrecord import ConnectionRecord, Failure
 from embeddedscript import DEFAULT_TIMEOUT
 from embeddedscriptfile import (  # the notes it reads back, and its public API
@@ -155,19 +162,14 @@ class RecordingProxy(_ServingBase):
         backlog: int = 128,
     ) -> None:
         self.target, self._target_family, self._target_address = _resolve_target(target)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
-        if isinstance(backlog, bool) or not isinstance(backlog, int) or backlog < 1:
-            raise ValueError(f"backlog must be an int >= 1, not {backlog!r}")
+        # The servers' rules: a wrong type is a TypeError, a wrong number a ValueError.
+        _check_seconds(timeout, "timeout")
+        _check_int(backlog, "backlog", 1, None, "an int >= 1")
         self.timeout = float(timeout)
         unix_path = _unix_path(path, host, port)
         if unix_path is None:
-            if not isinstance(host, str) or not host:
-                raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")
-            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-                raise ValueError(
-                    f"port must be an int from 0 (any free port) to 65535, not {port!r}"
-                )
+            _check_host(host)
+            _check_int(port, "port", 0, 65535, "an int from 0 (any free port) to 65535")
         super().__init__()
         self._open_listeners(host, port, unix_path, backlog)
         self._stop_lock = threading.Lock()

@@ -42,7 +42,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from embeddedconn import RECV_SIZE, Connection, ServerStopped, StepFailed, Waker
-from embeddedlisten import _check_host, _check_int, _ServingBase, _unix_path, listen_tcp
+from embeddedlisten import (
+    _check_host,
+    _check_int,
+    _check_seconds,
+    _ServingBase,
+    _unix_path,
+    listen_tcp,
+)
 from embeddedrecord import ConnectionRecord, Event, Failure
 from embeddedscript import (
     DEFAULT_TIMEOUT,
@@ -508,10 +515,7 @@ def _check_args(
         raise TypeError(f"verbose must be True or False, not {verbose!r}")
     if not isinstance(concurrent, bool):
         raise TypeError(f"concurrent must be True or False, not {concurrent!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds > 0, not {timeout!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+    _check_seconds(timeout, "timeout")
     if max_connections is not None:
         _check_int(max_connections, "max_connections", 1, None, "an int >= 1 or None")
     if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):

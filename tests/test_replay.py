@@ -836,6 +836,25 @@ def test_proxy_rejects_bad_targets(target: Any, error: type[Exception], message:
         RecordingProxy(target)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"timeout": "5"}, TypeError, r"timeout must be a number of seconds > 0, not '5'"),
+        ({"timeout": 0}, ValueError, r"timeout must be a number of seconds > 0, not 0"),
+        ({"backlog": 1.5}, TypeError, r"backlog must be an int >= 1, not 1\.5"),
+        ({"backlog": 0}, ValueError, r"backlog must be an int >= 1, not 0"),
+        ({"port": "80"}, TypeError, r"port must be an int from 0 .* not '80'"),
+        ({"port": 70000}, ValueError, r"port must be an int from 0 .* not 70000"),
+        ({"host": ""}, TypeError, r"host must be a non-empty str"),
+    ],
+)
+def test_proxy_rejects_bad_arguments_as_the_servers_do(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        RecordingProxy(("127.0.0.1", 9), **kwargs)
+
+
 def test_replay_of_two_connections_refuses_a_third(http_port: int) -> None:
     proxy, _ = _record(http_port, http_client_code, 2)
     commands = parse_script(proxy.script())
