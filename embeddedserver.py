@@ -260,17 +260,13 @@ class CommandServer(_ServingBase):
             # A Call step stopping its own server: a server thread cannot join itself, nor
             # the accept loop that joins it. Wake everyone; the accept loop closes the pipe.
             self._stopped_inside = True
-            self.STOPPED = True
-            self._waker.wake()
-            self._wake_accept()
+            self._wake_all()
             return
         with self._stop_lock:
             if self._waker.closed:  # stopped before, or by a Call step: just join
                 self._thread.join(JOIN_TIMEOUT)
                 return
-            self.STOPPED = True
-            self._waker.wake()
-            self._wake_accept()
+            self._wake_all()
             # The accept loop first: once it has ended, no new worker can start.
             self._thread.join(JOIN_TIMEOUT)
             with self._lock:
@@ -287,10 +283,13 @@ class CommandServer(_ServingBase):
                 return  # the pipe stays open for the stragglers to notice
             self._waker.close()
 
-    def _wake_accept(self) -> None:
-        """End a blocking accept(): Linux wakes it with EINVAL when the listener is shut
-        down. Under the lock, so that the accept loop cannot close the socket (and its
-        descriptor be reused) in between."""
+    def _wake_all(self) -> None:
+        """Tell every server thread to stop: set STOPPED, wake the waits on the pipe,
+        and end a blocking accept(): Linux wakes it with EINVAL when the listener is shut
+        down. That is done under the lock, so that the accept loop cannot close the socket
+        (and its descriptor be reused) in between."""
+        self.STOPPED = True
+        self._waker.wake()
         if self._blocking_accept:
             with self._lock:
                 listener = self._listeners[0]
@@ -335,14 +334,7 @@ class CommandServer(_ServingBase):
                 if self.STOPPED:  # stop() shut the listener down
                     return
                 raise
-            number = self._accepted + 1  # only this thread changes it
-            last = self.max_connections is not None and number >= self.max_connections
-            if last:  # refused from now on, before the waiters hear of it
-                with self._lock:
-                    listener.close()
-            self._accepted_one(number)
-            self._start_connection(sock, peer, number)
-            if last:
+            if self._take(sock, peer):
                 return
 
     def _accept_polling(self) -> None:
@@ -352,7 +344,7 @@ class CommandServer(_ServingBase):
             poller.register(fd, select.POLLIN)
         wake_fd = self._waker.rfd
         poller.register(wake_fd, select.POLLIN)
-        while by_fd:
+        while True:
             ready = poller.poll()
             for fd, _ in ready:
                 if fd == wake_fd:
@@ -360,27 +352,31 @@ class CommandServer(_ServingBase):
             for fd, _ in ready:
                 # Concurrent mode takes every connection waiting in the backlog (a crowd
                 # arrives at once); one at a time takes one per wake-up.
-                listener = by_fd.get(fd)
-                while listener is not None and not self.STOPPED:
+                listener = by_fd[fd]
+                while not self.STOPPED:
                     try:
                         sock, peer = listener.accept()
                     except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                         break
-                    number = self._accepted + 1  # only this thread changes it
-                    if self.max_connections is not None and number >= self.max_connections:
-                        # Closed before the waiters hear of the connection, so that after
-                        # wait_for_connections(finished=False) a new connect is refused.
-                        with self._lock:
-                            for lst in by_fd.values():
-                                poller.unregister(lst)
-                                lst.close()
-                        by_fd = {}
-                    self._accepted_one(number)
-                    self._start_connection(sock, peer, number)
-                    if not (by_fd and self.concurrent):
+                    if self._take(sock, peer):
+                        return
+                    if not self.concurrent:
                         break
-                if not by_fd:
-                    break
+
+    def _take(self, sock: socket.socket, peer: Any) -> bool:
+        """Count and serve a connection the accept loop took. True if it was the last one
+        ``max_connections`` allows: the listeners are then closed, before the waiters hear
+        of it, so that after ``wait_for_connections(finished=False)`` a connect is refused.
+        """
+        number = self._accepted + 1  # only the accept thread changes it
+        last = self.max_connections is not None and number >= self.max_connections
+        if last:
+            with self._lock:
+                for listener in self._listeners:
+                    listener.close()
+        self._accepted_one(number)
+        self._start_connection(sock, peer, number)
+        return last
 
     def _accept_loop_ended(self) -> None:
         with self._lock:
