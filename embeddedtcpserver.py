@@ -58,7 +58,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from embeddedconn import Connection, ServerStopped, StepFailed, Waker
+from embeddedconn import Connection, ServerStopped, StepFailed, Waker, _poll_ms
 from embeddedrecord import ConnectionRecord, Failure, render_transcript, show_bytes
 from embeddedscript import Close, Expect, ExpectClose, ExpectFrame, Send, SendFrame
 from embeddedserver import JOIN_TIMEOUT, listen_tcp
@@ -422,9 +422,7 @@ class TcpServer:
         if self._thread.ident is not None:
             self._thread.join(JOIN_TIMEOUT)
         if not running:  # no thread (no step, or it ended idle): take the clients queued
-            for listener in self._listeners:
-                while self._accept_one(listener):
-                    pass
+            self._take_queued()
         with self._lock:
             if self._failure is not None:
                 failure = None if self._reported else self._failure
@@ -524,9 +522,7 @@ class TcpServer:
                 with self._changed:
                     self._done += 1
                     self._notify()
-            for listener in self._listeners:  # clients that connected before the end
-                while self._accept_one(listener):
-                    pass
+            self._take_queued()  # clients that connected before the end
             closed = True  # the queued clients stay for the teardown report; stop() closes
         except ServerStopped:
             pass
@@ -573,6 +569,12 @@ class TcpServer:
             if fd in listeners:
                 self._accept_one(listeners[fd])
         return ready
+
+    def _take_queued(self) -> None:
+        """Accept every client waiting in the listeners' backlog."""
+        for listener in self._listeners:
+            while self._accept_one(listener):
+                pass
 
     def _accept_one(self, listener: socket.socket) -> bool:
         try:
@@ -661,10 +663,10 @@ class TcpServer:
                     raise ServerStopped()
                 if self._pending:
                     return self._pending.popleft()
-            left = deadline - time.monotonic()
-            if left <= 0:
+            ms = _poll_ms(deadline)
+            if ms == 0:
                 break
-            self._poll(listeners, None, min(int(left * 1000) + 1, 2**31 - 1))
+            self._poll(listeners, None, ms)
         with self._lock:
             hosts = " and ".join(a[0] for a in self.addresses)
             raise StepFailed(Failure(
