@@ -55,7 +55,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from embeddedconn import Waker
+from embeddedconn import Waker, _poll_ms
 from embeddedlisten import (
     _check_host,
     _check_int,
@@ -239,10 +239,7 @@ class RecordingProxy(_ServingBase):
                 for pipe in pipes:
                     self._register(poller, pipe, owners)
                 deadlines = [p.deadline for p in pipes if p.connecting]
-                wait = None
-                if deadlines:
-                    wait = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
-                ready = poller.poll(wait)
+                ready = poller.poll(_poll_ms(min(deadlines)) if deadlines else None)
                 if any(fd == self._waker.rfd for fd, _ in ready):
                     return
                 for fd, events in ready:
