@@ -45,6 +45,9 @@ __all__ = ["RECV_SIZE", "Connection", "ServerStopped", "StepFailed", "Waker"]
 #: Bytes asked for by one read: large, so that a big upload takes few system calls.
 RECV_SIZE = 256 * 1024
 _FIRST_RECV_SIZE = 16 * 1024
+#: Where the system has it, reads and sends pass MSG_DONTWAIT and the socket itself stays
+#: blocking: one system call fewer per connection than setblocking(False).
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
 #: How a connection ends (``ConnectionRecord.ended``) after a failure of each kind; any
 #: other kind ends it as "failed".
@@ -165,7 +168,24 @@ class Connection:
         # it starts small (a crowd of connections each with 256 KiB costs page faults)
         # and grows to RECV_SIZE the first time a read fills it.
         self._rbuf = rbuf if rbuf is not None else bytearray(_FIRST_RECV_SIZE)
-        sock.setblocking(False)
+        #: Flags for every recv/send: MSG_DONTWAIT on a blocking plain socket, else 0 on
+        #: a non-blocking one (TLS takes no flags).
+        self._flags = 0
+        #: True when the next read most likely finds nothing yet (a new connection, or
+        #: just after a send): poll first instead of a read that fails with EAGAIN.
+        self._wait_first = False
+        if _DONTWAIT and sock.gettimeout() is None and not isinstance(sock, ssl.SSLSocket):
+            self._flags = _DONTWAIT
+            self._wait_first = True
+        else:
+            sock.setblocking(False)
+
+    def _nonblocking(self) -> None:
+        """Make the socket itself non-blocking: for TLS, and for a Call step that uses
+        ``sock`` directly."""
+        if self._flags:
+            self.sock.setblocking(False)
+            self._flags = 0
 
     # -- waiting ---------------------------------------------------------
 
@@ -228,13 +248,26 @@ class Connection:
             self._wake_poll.register(self._waker.rfd, _IN)
         return self._wake_poll
 
+    def _readable_now(self) -> bool:
+        """True if a read would find bytes (or EOF, or an error) on the socket now."""
+        poller = self._poll
+        if poller is None or not self._mask & _IN:
+            poller = select.poll()
+            poller.register(self.sock, _IN)
+        fd = self.sock.fileno()
+        return any(ready == fd for ready, _ in poller.poll(0))
+
     # -- raw reads and writes ----------------------------------------------
 
     def _fill(self, deadline: float | None) -> bool:
         """Read once from the socket into the inbox; False at the deadline."""
+        if self._wait_first:
+            self._wait_first = False
+            if not self._wait(_IN, deadline):
+                return False
         while True:
             try:
-                n = self.sock.recv_into(self._rbuf)
+                n = self.sock.recv_into(self._rbuf, 0, self._flags)
             except (BlockingIOError, ssl.SSLWantReadError):
                 if not self._wait(_IN, deadline):
                     return False
@@ -297,12 +330,14 @@ class Connection:
                 self.record.add("send", payload[:done], f"(partial, {why})")
             raise
         self.record.add("send", payload if sent == len(payload) else payload[:sent])
+        if self._flags:  # the client has yet to read this: its reply cannot be here yet
+            self._wait_first = True
         if self._emit is not None:
             self._emit(self.record, f"sent {len(payload)} bytes: {show_bytes(payload)}")
 
     def _send_all(self, payload: bytes) -> int:
         try:  # most sends go out whole at once: no deadline, no view needed
-            total = self.sock.send(payload)
+            total = self.sock.send(payload, self._flags)
         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             total = 0
         except OSError as exc:
@@ -314,7 +349,7 @@ class Connection:
         deadline = time.monotonic() + self.timeout
         while total < len(payload):
             try:
-                n = self.sock.send(view[total:])
+                n = self.sock.send(view[total:], self._flags)
             except (BlockingIOError, ssl.SSLWantWriteError):
                 try:
                     ready = self._wait(_OUT, deadline)
@@ -348,9 +383,11 @@ class Connection:
             self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(left unread)")
         if self.inbox.eof:  # nothing comes after the client's FIN
             return
+        if self._flags and not self._readable_now():
+            return  # the usual case, found without a failed read (an exception)
         for _ in range(64):
             try:
-                n = self.sock.recv_into(self._rbuf)
+                n = self.sock.recv_into(self._rbuf, 0, self._flags)
             except (BlockingIOError, ssl.SSLError, OSError):
                 return
             if not n:
@@ -486,6 +523,7 @@ class Connection:
         elif isinstance(step, Hang):
             self._hang(step.seconds)
         elif isinstance(step, Call):
+            self._nonblocking()
             step.func(self)
         else:
             raise TypeError(f"this server cannot run {step!r}")
@@ -568,6 +606,8 @@ class Connection:
 
     def start_tls(self, context: ssl.SSLContext, timeout: float | None = None) -> None:
         """Run the server side of a TLS handshake on this connection."""
+        self._nonblocking()
+        self._wait_first = False
         self.sock = context.wrap_socket(
             self.sock, server_side=True, do_handshake_on_connect=False
         )

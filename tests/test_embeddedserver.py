@@ -47,6 +47,7 @@ from embeddedserver import (
     SendFrame,
     http_response,
 )
+from embeddedrecord import ConnectionRecord, Event
 
 #: Generous: how long a client waits for anything (never reached when all is well).
 CLIENT_TIMEOUT = 10.0
@@ -625,6 +626,26 @@ def test_call_step_gets_a_connection_handle() -> None:
     assert srvr.connections[0].sent == b"HELLO!end"
 
 
+def test_call_step_gets_a_non_blocking_socket() -> None:
+    # The engine reads with MSG_DONTWAIT on a blocking socket where it can; a Call step
+    # that uses conn.sock directly must still find it non-blocking, as documented.
+    seen: dict[str, Any] = {}
+
+    def custom(conn: Connection) -> None:
+        seen["blocking"] = conn.sock.getblocking()
+        try:
+            conn.sock.recv(1)
+        except BlockingIOError:
+            seen["recv"] = "would block"
+        conn.send(b"done")
+
+    with serving([Expect(b"hi"), Call(custom)]) as srvr, client(srvr) as sock:
+        sock.sendall(b"hi")
+        assert read_to_eof(sock) == b"done"
+    srvr.check()
+    assert seen == {"blocking": False, "recv": "would block"}
+
+
 def test_a_plain_callable_is_a_call_step_and_can_close() -> None:
     with serving([RECEIVE, lambda conn: conn.close(), "skipped"]) as srvr, client(srvr) as sock:
         sock.sendall(b"x")
@@ -695,6 +716,30 @@ def test_transcript_says_how_each_connection_ended(script: list[Any], ended: str
         srvr.wait_for_connections(1)
     assert srvr.connections[0].ended == ended
     assert f"[{ended}]" in srvr.transcript().splitlines()[0]
+
+
+def test_bytes_that_arrive_after_the_last_step_are_recorded_at_close() -> None:
+    # The last step has run; what the client sent since is read (without waiting) when
+    # the connection closes, and recorded as arriving after the script. The event hook
+    # runs on the server thread: it holds the server after its last send until then.
+    sent_extra = threading.Event()
+
+    def hold_after_send(record: ConnectionRecord, event: Event) -> None:
+        if event.kind == "send":
+            assert sent_extra.wait(LONG)
+
+    with serving([Expect(b"hello"), b"world"], on_event=hold_after_send) as srvr:
+        with client(srvr) as sock:
+            sock.sendall(b"hello")
+            assert read_exactly(sock, 5) == b"world"
+            sock.sendall(b"EXTRA")  # on loopback: queued at the server once this returns
+            sent_extra.set()
+            assert read_to_eof(sock) == b""
+        srvr.wait_for_connections(1, LONG)
+    srvr.check()
+    events = [(e.kind, e.data, e.text) for e in srvr.connections[0].events if e.kind == "recv"]
+    assert events == [("recv", b"hello", ""), ("recv", b"EXTRA", "(after the script)")]
+    assert srvr.received == [b"hello"]
 
 
 def test_transcript_before_any_connection() -> None:
