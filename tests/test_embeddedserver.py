@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 
+from embeddedrecord import ConnectionRecord, Event
 from embeddedserver import (
     RECEIVE,
     AcceptAndClose,
@@ -47,7 +48,6 @@ from embeddedserver import (
     SendFrame,
     http_response,
 )
-from embeddedrecord import ConnectionRecord, Event
 
 #: Generous: how long a client waits for anything (never reached when all is well).
 CLIENT_TIMEOUT = 10.0
