@@ -5,6 +5,7 @@
     python bench/run.py --json     # the result as JSON on stdout
     python bench/run.py --only start_stop exchange   # some figures only
     python bench/run.py --render result.json   # the table of a saved --json result
+    python bench/run.py --cpu 1    # the whole run (pytest children too) on CPU 1 only
 
 Model
 -----
@@ -20,6 +21,9 @@ MISS.
 
 Durations live here, never in the test suite. The figures are noisy on a loaded
 machine: read the p10-p90 spread before trusting a ratio, and rerun when it is quiet.
+With ``--cpu N`` the process and its children run on one CPU: server and client then
+take turns on one core, a figure measures CPU cost rather than cross-core wake-ups, and
+it varies far less from run to run. Use it to compare two versions of the code.
 
 Sections: helpers - baselines - figures - table - main. A row of the table (its samples,
 statistics and verdict) is a ``Figure`` from figure.py; the pytest figures, which time
@@ -134,6 +138,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
@@ -141,6 +146,7 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "system": f"{platform.system()} {platform.release()}",
         "loadavg": [round(x, 2) for x in load],
+        "cpus_allowed": allowed,
     }
 
 
@@ -579,7 +585,8 @@ def render_table(figures: list[Figure], info: dict[str, Any]) -> str:
     lines = [
         f"machine: {info['nproc']} cores, {info['cpu']}, {info['implementation']} "
         f"{info['python']}, {info['system']}; load average before {info['loadavg']}, "
-        f"after {info.get('loadavg_after', '?')}",
+        f"after {info.get('loadavg_after', '?')}"
+        + (f"; pinned to CPU {info['cpu_pinned']}" if info.get("cpu_pinned") is not None else ""),
         "",
         "| figure | library: median (p10 .. p90) | baseline: median (p10 .. p90) "
         "| library/baseline | target | result |",
@@ -653,7 +660,16 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"measure only these: {', '.join(FIGURES)}")
     parser.add_argument("--render", metavar="FILE",
                         help="measure nothing: print the table of a saved --json result")
+    parser.add_argument("--cpu", type=int, metavar="N",
+                        help="run on CPU N only (and the pytest subprocesses with it)")
     args = parser.parse_args(argv)
+    if args.cpu is not None:
+        if not hasattr(os, "sched_setaffinity"):
+            parser.error("--cpu needs os.sched_setaffinity (Linux)")
+        try:
+            os.sched_setaffinity(0, {args.cpu})
+        except (OSError, ValueError) as exc:
+            parser.error(f"--cpu {args.cpu}: {exc}")
     if args.render:
         saved = json.loads(Path(args.render).read_text())
         fields = set(Figure.__dataclass_fields__)
@@ -666,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text, file=sys.stderr, flush=True)
 
     info = machine()
+    info["cpu_pinned"] = args.cpu
     figures = run_figures(names, args.quick, progress)
     info["loadavg_after"] = machine()["loadavg"]
     if args.json:

@@ -10,6 +10,7 @@ subprocess started from a folder outside the checkout, as a user may run it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,24 @@ def test_render_prints_the_table_of_a_saved_result(tmp_path: Path) -> None:
         "| library/baseline | target | result |"
     ) in table.splitlines()
     assert any(line.startswith("| wrong bytes arriving") for line in table.splitlines())
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+@pytest.mark.timeout(BENCH_TIMEOUT + 60)
+def test_cpu_option_pins_the_run_to_one_cpu(tmp_path: Path) -> None:
+    cpu = max(os.sched_getaffinity(0))
+    result = json.loads(
+        _bench("--cpu", str(cpu), "--quick", "--json", "--only", "failure_short", cwd=tmp_path)
+    )
+    assert result["machine"]["cpus_allowed"] == [cpu]
+    assert result["machine"]["cpu_pinned"] == cpu
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_cpu_option_refuses_a_cpu_the_machine_lacks(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--cpu", "100000", "--only", "memory"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=BENCH_TIMEOUT, check=False,
+    )
+    assert done.returncode == 2
+    assert "--cpu 100000" in done.stderr
