@@ -59,11 +59,14 @@ def _check_int(value: Any, name: str, low: int, high: int | None, accepted: str)
         raise ValueError(f"{name} must be {accepted}, not {value!r}")
 
 
-def _check_seconds(value: Any, name: str) -> None:
+def _check_seconds(value: Any, name: str) -> float:
+    """*value* as a float if it is a number of seconds > 0: else TypeError for what is not
+    a number, ValueError for a number that is not > 0 (nan included)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds > 0, not {value!r}")
     if not value > 0:
         raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+    return float(value)
 
 
 def _check_host(host: Any) -> None:

@@ -37,9 +37,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, NoReturn, Protocol
 
+from embeddedlisten import _check_seconds
 from embeddedrecord import Failure
 from embeddedserver import CommandServer
-from embeddedtcpserver import TCPSERVER_TIMEOUT, TcpServer, _seconds, _StreamClient
+from embeddedtcpserver import TCPSERVER_TIMEOUT, TcpServer, _StreamClient
 
 __all__ = ["CommandServerFactory", "TcpServerFactory", "read_frame", "write_frame"]
 
@@ -240,7 +241,7 @@ class TcpServerFactory:
         monkeypatch: _Patcher | None = None,
         watch_streams: bool = False,
     ) -> None:
-        self.timeout = _seconds(timeout, "timeout")
+        self.timeout = _check_seconds(timeout, "timeout")
         self.servers: list[TcpServer] = []
         self._fail = fail
         # Patches go through *monkeypatch* when given (undone by its owner), else through

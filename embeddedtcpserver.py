@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from embeddedconn import Connection, ServerStopped, StepFailed, Waker, _poll_ms
+from embeddedlisten import _check_seconds
 from embeddedrecord import ConnectionRecord, Failure, render_transcript, show_bytes
 from embeddedscript import Close, Expect, ExpectClose, ExpectFrame, Send, SendFrame
 from embeddedserver import JOIN_TIMEOUT, listen_tcp
@@ -78,12 +79,6 @@ _RDHUP = getattr(select, "POLLRDHUP", 0)
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-
-def _seconds(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{what} must be a number of seconds > 0, not {value!r}")
-    return float(value)
 
 
 def _raise_assertion(message: str) -> NoReturn:
@@ -171,7 +166,7 @@ class TcpServer:
         name: str = "tcpserver",
         fail: Callable[[str], NoReturn] | None = None,
     ) -> None:
-        self.timeout = _seconds(timeout, "timeout")
+        self.timeout = _check_seconds(timeout, "timeout")
         self.name = name
         self._fail_test = fail or _raise_assertion
         self._lock = threading.Lock()
@@ -276,7 +271,7 @@ class TcpServer:
         self._add(_Planned("disconnect()", "close", self.timeout, Close()))
 
     def _timeout(self, timeout: float | None) -> float:
-        return self.timeout if timeout is None else _seconds(timeout, "timeout")
+        return self.timeout if timeout is None else _check_seconds(timeout, "timeout")
 
     def _add(self, planned: _Planned) -> None:
         __tracebackhide__ = True

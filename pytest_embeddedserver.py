@@ -41,9 +41,10 @@ from typing import NoReturn, Protocol
 
 import pytest
 
+from embeddedlisten import _check_seconds
 from embeddedscript import DEFAULT_TIMEOUT
 from embeddedtcpfactory import CommandServerFactory, TcpServerFactory, read_frame, write_frame
-from embeddedtcpserver import TCPSERVER_TIMEOUT, Join, TcpServer, _seconds
+from embeddedtcpserver import TCPSERVER_TIMEOUT, Join, TcpServer
 
 __all__ = [
     "TCPSERVER_TIMEOUT",
@@ -88,7 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     value: float | None = None
     if raw:
         try:
-            value = _seconds(float(raw), _INI)
+            value = _check_seconds(float(raw), _INI)
         except ValueError:
             raise pytest.UsageError(
                 f"{_INI} must be a number of seconds > 0, not {raw!r}"

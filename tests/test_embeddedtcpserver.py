@@ -12,9 +12,11 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from embeddedserver import CommandServer
 from embeddedtcpfactory import TcpServerFactory
 from embeddedtcpserver import TcpServer
 
@@ -87,9 +89,17 @@ def test_steps_added_after_the_script_ended_start_serving_again() -> None:
     assert "connection #2" in server.transcript()
 
 
-def test_bad_timeout_is_rejected_with_the_value() -> None:
-    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0, not -1"):
-        TcpServer(timeout=-1)
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(-1, ValueError), (0, ValueError), (float("nan"), ValueError), ("5", TypeError),
+     (True, TypeError), (None, TypeError)],
+)
+def test_bad_timeout_is_rejected_with_the_value(timeout: Any, error: type[Exception]) -> None:
+    # The same check, and the same exception types, as the CommandServer's timeout.
+    with pytest.raises(error, match=f"timeout must be a number of seconds > 0, not {timeout!r}"):
+        TcpServer(timeout=timeout)
+    with pytest.raises(error, match=f"timeout must be a number of seconds > 0, not {timeout!r}"):
+        CommandServer([], timeout=timeout)
 
 
 # ---------------------------------------------------------------------------
