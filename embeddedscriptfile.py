@@ -578,7 +578,7 @@ def _parse_step(lex: _Lexer, keyword: str, rest: str) -> _Item:
                 "reads at least N bytes); a plain 'read' reads what arrives"
             )
         elif words in ([], ["line"], ["to", "close"]) or (
-            len(words) == 1 and words[0].isdigit()
+            len(words) == 1 and words[0].isdecimal()  # what int() reads: not "²"
         ):
             item.args = words
         else:

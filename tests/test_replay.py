@@ -614,6 +614,7 @@ def test_any_bytes_survive_writing_and_reading(turns: list[tuple[bool, bytes]]) 
         ("read\ndelay soon\n", 2, "delay takes a number of seconds >= 0, such as 0.25, not 'soon'"),
         ("delay -1\n", 1, "not '-1'"),
         ("read some\n", 1, "read takes nothing, a byte count, 'line', 'until DATA' or 'to close'"),
+        ("read \u00b2\n", 1, "read takes nothing, a byte count, 'line'"),  # not int()'s words
         ("read\nread 0\n", 2, r"read 0 would read nothing: a byte count starts at 1"),
         ("close now\n", 1, "close takes no arguments; unexpected 'now'"),
         ('client: ""\n', 1, "client: data must not be empty"),
