@@ -4,7 +4,9 @@
 into an ``Inbox`` until the current read step completes, sends with ``send``, and turns
 ``Mismatch``, timeouts and resets into a ``StepFailed`` carrying a ``Failure``. Every
 wait is a ``poll`` on the socket plus the server's wake-up pipe (``Waker``), with a
-deadline, so ``stop()`` interrupts any step at once (``ServerStopped``).
+deadline, so ``stop()`` interrupts any step at once (``ServerStopped``). A plain socket
+stays blocking and every read and send passes ``MSG_DONTWAIT`` (one system call fewer
+than ``setblocking(False)``); TLS, and a ``Call`` step, get a non-blocking socket.
 
 Servers (``embeddedserver``) and the pytest plugin create connections; a ``Call`` step
 receives one as its handle.
@@ -126,11 +128,11 @@ class Connection:
     """One client connection: wake-aware, recorded I/O, and the step runner.
 
     A ``Call`` step receives this handle. Use ``recv``/``recv_exactly``/``send``/
-    ``close``/``reset``/``half_close``/``pause``; the raw socket is ``sock``, what
-    happened so far is ``record``. Reads return bytes a previous step already buffered
-    before reading the socket; what they return is recorded and reaches the server's
-    ``received`` as a read step's chunk does. All waits end early with ``ServerStopped``
-    on ``stop()``.
+    ``close``/``reset``/``half_close``/``pause``; the raw socket is ``sock`` (made
+    non-blocking before the step runs), what happened so far is ``record``. Reads
+    return bytes a previous step already buffered before reading the socket; what they
+    return is recorded and reaches the server's ``received`` as a read step's chunk does.
+    All waits end early with ``ServerStopped`` on ``stop()``.
     """
 
     def __init__(
