@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 
+import embeddedconn
 from embeddedrecord import ConnectionRecord, Event
 from embeddedserver import (
     RECEIVE,
@@ -718,7 +719,16 @@ def test_transcript_says_how_each_connection_ended(script: list[Any], ended: str
     assert f"[{ended}]" in srvr.transcript().splitlines()[0]
 
 
-def test_bytes_that_arrive_after_the_last_step_are_recorded_at_close() -> None:
+@pytest.fixture(params=["MSG_DONTWAIT", "setblocking(False)"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the engine keeps a socket from blocking: MSG_DONTWAIT on a blocking
+    socket (Linux, macOS), and a non-blocking socket (Windows has no MSG_DONTWAIT)."""
+    if request.param == "setblocking(False)":
+        monkeypatch.setattr(embeddedconn, "_DONTWAIT", 0)
+    return str(request.param)
+
+
+def test_bytes_that_arrive_after_the_last_step_are_recorded_at_close(read_path: str) -> None:
     # The last step has run; what the client sent since is read (without waiting) when
     # the connection closes, and recorded as arriving after the script. The event hook
     # runs on the server thread: it holds the server after its last send until then.
@@ -740,6 +750,40 @@ def test_bytes_that_arrive_after_the_last_step_are_recorded_at_close() -> None:
     events = [(e.kind, e.data, e.text) for e in srvr.connections[0].events if e.kind == "recv"]
     assert events == [("recv", b"hello", ""), ("recv", b"EXTRA", "(after the script)")]
     assert srvr.received == [b"hello"]
+
+
+def test_a_process_wide_default_socket_timeout_does_not_change_the_server() -> None:
+    # socket.setdefaulttimeout() gives accepted sockets a timeout: the engine then makes
+    # them non-blocking instead of reading with MSG_DONTWAIT, and behaves the same.
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30.0)
+    try:
+        with serving([Expect(b"hello"), b"world", ExpectClose()]) as srvr:
+            with client(srvr) as sock:
+                sock.sendall(b"hello")
+                assert read_exactly(sock, 5) == b"world"
+            srvr.wait_for_connections(1, LONG)
+    finally:
+        socket.setdefaulttimeout(before)
+    srvr.check()
+    assert srvr.connections[0].ended == "client closed"
+
+
+def test_a_socket_with_a_timeout_is_made_non_blocking() -> None:
+    # Such a socket would wait inside recv() for its timeout: a read at the close, which
+    # must not wait, would hang the server thread that long.
+    waker = embeddedconn.Waker()
+    a, b = socket.socketpair()
+    try:
+        b.settimeout(30.0)
+        conn = Connection(b, None, ConnectionRecord(1, None), waker, 5.0)
+        assert b.gettimeout() == 0.0
+        conn.close()
+        assert conn.record.ended == "server closed"
+    finally:
+        a.close()
+        b.close()
+        waker.close()
 
 
 def test_transcript_before_any_connection() -> None:
