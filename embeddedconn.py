@@ -173,12 +173,13 @@ class Connection:
         #: Flags for every recv/send: MSG_DONTWAIT on a blocking plain socket, else 0 on
         #: a non-blocking one (TLS takes no flags).
         self._flags = 0
-        #: True when the next read most likely finds nothing yet (a new connection, or
-        #: just after a send): poll first instead of a read that fails with EAGAIN.
-        self._wait_first = False
-        if _DONTWAIT and sock.gettimeout() is None and not isinstance(sock, ssl.SSLSocket):
+        #: True when the next read of a plain socket most likely finds nothing yet (a
+        #: new connection, or just after a send): poll first instead of a read that
+        #: fails with EAGAIN. Not for TLS, whose buffered records poll() cannot see.
+        plain = not isinstance(sock, ssl.SSLSocket)
+        self._wait_first = plain
+        if _DONTWAIT and plain and sock.gettimeout() is None:
             self._flags = _DONTWAIT
-            self._wait_first = True
         else:
             sock.setblocking(False)
 
@@ -332,8 +333,8 @@ class Connection:
                 self.record.add("send", payload[:done], f"(partial, {why})")
             raise
         self.record.add("send", payload if sent == len(payload) else payload[:sent])
-        if self._flags:  # the client has yet to read this: its reply cannot be here yet
-            self._wait_first = True
+        if not isinstance(self.sock, ssl.SSLSocket):  # the client has yet to read this:
+            self._wait_first = True  # its reply cannot be here yet
         if self._emit is not None:
             self._emit(self.record, f"sent {len(payload)} bytes: {show_bytes(payload)}")
 
@@ -385,7 +386,7 @@ class Connection:
             self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(left unread)")
         if self.inbox.eof:  # nothing comes after the client's FIN
             return
-        if self._flags and not self._readable_now():
+        if not isinstance(self.sock, ssl.SSLSocket) and not self._readable_now():
             return  # the usual case, found without a failed read (an exception)
         for _ in range(64):
             try:
