@@ -136,13 +136,13 @@ class _PlainServer:
 
 
 def _plugin_available() -> bool:
-    return importlib.util.find_spec("pytest_embeddedserver") is not None
+    return importlib.util.find_spec("embeddedserver.plugin") is not None
 
 
 def _plugin_registered() -> bool:
     from importlib.metadata import entry_points
 
-    return any(ep.value == "pytest_embeddedserver" for ep in entry_points(group="pytest11"))
+    return any(ep.value == "embeddedserver.plugin" for ep in entry_points(group="pytest11"))
 
 
 _TIMING_CONFTEST = '''
@@ -211,7 +211,7 @@ def _pytest_rounds(
 ) -> tuple[dict[str, tuple[float, float]], ...]:
     """Each round runs the three files (fixture, plain server, empty tests) in turn,
     alternating the order; one result per file and round (see ``_pytest_run``)."""
-    extra = [] if _plugin_registered() else ["-p", "pytest_embeddedserver"]
+    extra = [] if _plugin_registered() else ["-p", "embeddedserver.plugin"]
     bodies = {
         "test_fixture.py": _FIXTURE_TEST if fixture == "tcpserver" else _COMMAND_SERVER_TEST,
         "test_plain.py": _PLAIN_TEST,
@@ -270,7 +270,7 @@ def figure_pytest(
             "CommandServer) instead of tcpserver",
         )
     if not _plugin_available():
-        fig.note = "plugin not available (pytest_embeddedserver.py is missing)"
+        fig.note = "plugin not available (embeddedserver.plugin is missing)"
         return fig
     for result in _pytest_rounds(rounds, tests, fixture):
         (fix_wall, fix_test), (plain_wall, plain_test), (empty_wall, empty_test) = (

@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 from _readme import readme_section
 
-import embeddedcli
-from embeddedcli import main, parse_step, unescape
-from embeddedscript import (
+import embeddedserver.cli
+from embeddedserver.cli import main, parse_step, unescape
+from embeddedserver.steps import (
     AcceptAndClose,
     Close,
     Delay,
@@ -298,7 +298,7 @@ def test_parse_step_rejects_bad_syntax_naming_it(text: str, message: str) -> Non
 def test_every_step_name_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for spec in embeddedcli._SPECS:
+    for spec in embeddedserver.cli._SPECS:
         assert spec.usage in out
     assert "next" in out and "drip,chunk=4,interval=0.2:hello" in out
 
@@ -681,7 +681,7 @@ def test_docs_python_examples_run(
 
 def test_docs_show_every_step() -> None:
     text = readme_section(_DOC_HEADING)
-    for spec in embeddedcli._SPECS:
+    for spec in embeddedserver.cli._SPECS:
         assert f"`{spec.usage}`" in text, spec.usage
 
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import pytest
 
-import embeddedcli
-import embeddeddemo
-from embeddeddemo import run_demo
+import embeddedserver.cli
+import embeddedserver.demo
 from embeddedserver import Expect
+from embeddedserver.demo import run_demo
 
 WAIT = 30.0
 
@@ -38,12 +38,12 @@ def _send(data: bytes) -> Callable[[int], str]:
 def test_demo_exits_1_when_a_scenario_misbehaves(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    wrong = embeddeddemo._Scenario(
+    wrong = embeddedserver.demo._Scenario(
         "A server that is expected to hang but answers",
         "answer at once", ["hello"], "a raw socket", _send(b"x"),
         expect_error=TimeoutError,
     )
-    monkeypatch.setattr(embeddeddemo, "_scenarios", lambda: [wrong])
+    monkeypatch.setattr(embeddedserver.demo, "_scenarios", lambda: [wrong])
     assert run_demo() == 1
     out = capsys.readouterr().out
     assert "-> NOT AS DESIGNED: expected the client to get TimeoutError, but it succeeded" in out
@@ -53,22 +53,17 @@ def test_demo_exits_1_when_a_scenario_misbehaves(
 def test_demo_exits_1_when_the_server_records_an_unexpected_failure(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    wrong = embeddeddemo._Scenario(
+    wrong = embeddedserver.demo._Scenario(
         "A client the server does not expect", "expect PING", [Expect(b"PING")],
         "a raw socket", _send(b"PONG"),
     )
-    monkeypatch.setattr(embeddeddemo, "_scenarios", lambda: [wrong])
+    monkeypatch.setattr(embeddedserver.demo, "_scenarios", lambda: [wrong])
     assert run_demo() == 1
     assert "the server recorded 1 failure, expected 0" in capsys.readouterr().out
 
 
 def test_drip_scenario_outlasts_the_client_timeout_by_construction() -> None:
-    drip = embeddeddemo._DRIP
+    drip = embeddedserver.demo._DRIP
     pauses = math.ceil(len(drip.data) / drip.chunk) - 1
-    assert pauses * drip.interval > embeddeddemo._DRIP_TIMEOUT
-    assert drip.interval * 5 <= embeddeddemo._DRIP_TIMEOUT  # each gap far below it
-
-
-def test_run_demo_is_still_importable_from_embeddedcli() -> None:
-    assert embeddedcli.run_demo is run_demo
-    assert "run_demo" in embeddedcli.__all__
+    assert pauses * drip.interval > embeddedserver.demo._DRIP_TIMEOUT
+    assert drip.interval * 5 <= embeddedserver.demo._DRIP_TIMEOUT  # each gap far below it

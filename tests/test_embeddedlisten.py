@@ -13,22 +13,15 @@ from typing import Any
 
 import pytest
 
-import embeddedlisten
 import embeddedserver
-from embeddedlisten import _describe_address, listen_tcp
+import embeddedserver._listen
+from embeddedserver._listen import _describe_address, listen_tcp
 
 CLIENT_TIMEOUT = 10.0
 
 
-def test_embeddedserver_still_exports_listen_tcp() -> None:
-    assert {"listen_tcp", "JOIN_TIMEOUT"} <= set(embeddedserver.__all__)
-    assert embeddedserver.listen_tcp is listen_tcp
-    missing = [name for name in embeddedserver.__all__ if not hasattr(embeddedserver, name)]
-    assert not missing
-
-
 def test_module_example_runs() -> None:
-    result = doctest.testmod(embeddedlisten)
+    result = doctest.testmod(embeddedserver._listen)
     assert result.attempted and not result.failed
 
 

@@ -1,7 +1,7 @@
 """Matching read steps against a byte stream, without sockets: each kind of read step
 fed through an ``Inbox`` in pieces, what completes it, what it leaves for the next step,
 and the ``Mismatch`` it raises (reason, what was expected, what arrived, the offset).
-Also: ``embeddedscript`` still exports what moved here.
+Also: ``embeddedserver.steps`` still exports what moved here.
 
 Sections: matching (one per kind of read step) - the module.
 """
@@ -14,10 +14,10 @@ import struct
 
 import pytest
 
-import embeddedmatch
-import embeddedscript
-from embeddedmatch import Inbox, Mismatch
-from embeddedscript import (
+import embeddedserver._match
+import embeddedserver.steps
+from embeddedserver._match import Inbox, Mismatch
+from embeddedserver.steps import (
     RECEIVE,
     Expect,
     ExpectClose,
@@ -377,14 +377,6 @@ def test_inbox_poll_before_begin_is_an_api_error() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_embeddedscript_still_exports_what_moved_here() -> None:
-    assert embeddedscript.Inbox is Inbox and embeddedscript.Mismatch is Mismatch
-    assert {"Inbox", "Mismatch"} <= set(embeddedscript.__all__)
-    assert embeddedscript._Matcher is embeddedmatch._Matcher  # embeddedscriptfile subclasses it
-    missing = [name for name in embeddedscript.__all__ if not hasattr(embeddedscript, name)]
-    assert not missing
-
-
 def test_module_example_runs() -> None:
-    result = doctest.testmod(embeddedmatch)
+    result = doctest.testmod(embeddedserver._match)
     assert result.attempted and not result.failed

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from embeddedrecord import ConnectionRecord, Failure, render_transcript, show_bytes
-from embeddedscript import (
+from embeddedserver.record import ConnectionRecord, Failure, render_transcript, show_bytes
+from embeddedserver.steps import (
     RECEIVE,
     AcceptAndClose,
     Call,

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-import embeddedconn
-from embeddedrecord import ConnectionRecord, Event
+import embeddedserver._connection
 from embeddedserver import (
     RECEIVE,
     AcceptAndClose,
@@ -49,6 +48,7 @@ from embeddedserver import (
     SendFrame,
     http_response,
 )
+from embeddedserver.record import ConnectionRecord, Event
 
 #: Generous: how long a client waits for anything (never reached when all is well).
 CLIENT_TIMEOUT = 10.0
@@ -724,7 +724,7 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Both ways the engine keeps a socket from blocking: MSG_DONTWAIT on a blocking
     socket (Linux, macOS), and a non-blocking socket (Windows has no MSG_DONTWAIT)."""
     if request.param == "setblocking(False)":
-        monkeypatch.setattr(embeddedconn, "_DONTWAIT", 0)
+        monkeypatch.setattr(embeddedserver._connection, "_DONTWAIT", 0)
     return str(request.param)
 
 
@@ -772,7 +772,7 @@ def test_a_process_wide_default_socket_timeout_does_not_change_the_server() -> N
 def test_a_socket_with_a_timeout_is_made_non_blocking() -> None:
     # Such a socket would wait inside recv() for its timeout: a read at the close, which
     # must not wait, would hang the server thread that long.
-    waker = embeddedconn.Waker()
+    waker = embeddedserver._connection.Waker()
     a, b = socket.socketpair()
     try:
         b.settimeout(30.0)

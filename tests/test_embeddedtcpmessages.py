@@ -1,4 +1,4 @@
-"""How a TcpServer failure is worded (embeddedtcpmessages), without a socket: an engine
+"""How a TcpServer failure is worded (embeddedserver._tcpmessages), without a socket: an engine
 ``Failure`` reworded for the call that added the step, and a client that left data unread.
 
 The same messages, produced by real clients, are checked through pytester in
@@ -9,9 +9,9 @@ Sections: engine failures in tcpserver words - data left unread.
 
 from __future__ import annotations
 
-from embeddedrecord import Failure
-from embeddedscript import Expect, ExpectClose, Send
-from embeddedtcpmessages import _explain, _Planned, _unread_failure
+from embeddedserver._tcpmessages import _explain, _Planned, _unread_failure
+from embeddedserver.record import Failure
+from embeddedserver.steps import Expect, ExpectClose, Send
 
 
 def _expect_bytes(data: bytes, timeout: float = 0.5) -> _Planned:

@@ -1,4 +1,4 @@
-"""TcpServer and its factories without pytest (embeddedtcpserver, embeddedtcpfactory).
+"""TcpServer and its factories without pytest (embeddedserver.tcpserver, embeddedserver.factories).
 
 The plugin's behaviour (messages, teardown, report sections) is tested through pytester
 in test_plugin.py; these tests use the classes the way a unittest or asyncio user would:
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from embeddedserver import CommandServer
-from embeddedtcpfactory import TcpServerFactory
-from embeddedtcpserver import TcpServer
+from embeddedserver.factories import TcpServerFactory
+from embeddedserver.tcpserver import TcpServer
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,7 +109,7 @@ def test_bad_timeout_is_rejected_with_the_value(timeout: Any, error: type[Except
 
 def test_importing_the_modules_does_not_import_pytest() -> None:
     code = (
-        "import sys, embeddedtcpserver, embeddedtcpfactory\n"
+        "import sys, embeddedserver.tcpserver, embeddedserver.factories\n"
         "found = sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest'))\n"
         "assert not found, found\n"
     )

@@ -14,10 +14,6 @@ import textwrap
 
 import pytest
 
-import embeddedtcpfactory
-import embeddedtcpserver
-import pytest_embeddedserver
-
 pytest_plugins = ["pytester"]
 
 # Inner runs: generous defaults; a failing example shortens only the step meant to fail.
@@ -36,7 +32,7 @@ import struct
 
 import pytest
 
-from pytest_embeddedserver import read_frame, write_frame
+from embeddedserver import read_frame, write_frame
 
 
 def connect(server):
@@ -670,19 +666,3 @@ def test_runs_under_xdist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_a=textwrap.dedent(body), test_b=textwrap.dedent(body))
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", *_FAST)
     result.assert_outcomes(passed=16)
-
-
-# ---------------------------------------------------------------------------
-# the plugin's public names
-# ---------------------------------------------------------------------------
-
-
-def test_public_names() -> None:
-    for name in pytest_embeddedserver.__all__:
-        assert getattr(pytest_embeddedserver, name) is not None
-
-
-def test_public_names_are_those_of_the_pytest_free_modules() -> None:
-    for name in pytest_embeddedserver.__all__:
-        home = embeddedtcpserver if name in embeddedtcpserver.__all__ else embeddedtcpfactory
-        assert getattr(pytest_embeddedserver, name) is getattr(home, name), name

@@ -31,7 +31,6 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from embeddedscript import Inbox, Mismatch, compile_script
 from embeddedserver import (
     RECEIVE,
     AcceptAndClose,
@@ -54,6 +53,7 @@ from embeddedserver import (
     SendFrame,
     Step,
 )
+from embeddedserver.steps import Inbox, Mismatch, compile_script
 
 CLIENT_TIMEOUT = 30.0
 LONG = 120.0  # a server read timeout no example waits for

@@ -19,18 +19,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embeddedrecord import ConnectionRecord, Event
-from embeddedreplay import (
-    FORMAT_HEADER,
-    ReadLike,
-    RecordingProxy,
-    ScriptSyntaxError,
-    format_script,
-    load_script,
-    parse_script,
-    save_script,
-)
-from embeddedscript import Inbox
 from embeddedserver import (
     RECEIVE,
     AsyncioCommandServer,
@@ -51,6 +39,18 @@ from embeddedserver import (
     Reset,
     Send,
 )
+from embeddedserver.record import ConnectionRecord, Event
+from embeddedserver.replay import (
+    FORMAT_HEADER,
+    ReadLike,
+    RecordingProxy,
+    ScriptSyntaxError,
+    format_script,
+    load_script,
+    parse_script,
+    save_script,
+)
+from embeddedserver.steps import Inbox
 
 CLIENT_TIMEOUT = 10.0
 JOIN_TIMEOUT = 10.0

@@ -29,6 +29,7 @@ import pytest
 from _readme import readme_section
 
 import testingsocket
+import testingsocket.recording
 from testingsocket import Cue, TestingSocket
 
 TIMEOUT = 10.0  # for anything that waits on a peer; only reached if a test is broken
@@ -185,7 +186,7 @@ def test_readme_section_example_runs(line: int, code: str) -> None:
 
 
 def test_docstring_examples_pass() -> None:
-    result = doctest.testmod(testingsocket, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(testingsocket.recording, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 20
     assert result.failed == 0
 

@@ -1,4 +1,4 @@
-"""Tests for testingsocketcapture: capture_sockets patches socket.socket while a block runs,
+"""Tests for testingsocket.capture: capture_sockets patches socket.socket while a block runs,
 collects a TestingSocket for every new socket and always restores the original; and it works
 under the standard library's own clients (http.client, urllib, smtplib, asyncio).
 
@@ -28,9 +28,10 @@ from typing import Any
 import pytest
 
 import testingsocket
-import testingsocketcapture
+import testingsocket._real
+import testingsocket.capture
 from testingsocket import TestingSocket
-from testingsocketcapture import SocketCapture, capture_sockets
+from testingsocket.capture import SocketCapture, capture_sockets
 
 TIMEOUT = 10.0  # for anything that waits on a peer; only reached if a test is broken
 
@@ -449,15 +450,6 @@ async def test_asyncio_open_connection_through_capture_gives_a_testing_socket() 
 # ---------------------------------------------------------------------------------------------
 
 
-def test_testingsocket_still_exports_what_moved_here() -> None:
-    assert testingsocket.capture_sockets is capture_sockets
-    assert testingsocket.SocketCapture is SocketCapture
-    assert testingsocket._RealSocket is testingsocketcapture._RealSocket
-    assert {"SocketCapture", "capture_sockets"} <= set(testingsocket.__all__)
-    missing = [name for name in testingsocket.__all__ if not hasattr(testingsocket, name)]
-    assert not missing
-
-
 def test_docstring_examples_pass() -> None:
-    result = doctest.testmod(testingsocketcapture, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(testingsocket.capture, optionflags=doctest.ELLIPSIS)
     assert result.attempted and not result.failed

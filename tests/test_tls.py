@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from _servers import SERVER_CLASSES, MakeServer, ServerMaker
 
-from embeddedscript import compile_script
 from embeddedserver import (
     RECEIVE,
     AsyncioCommandServer,
@@ -29,7 +28,8 @@ from embeddedserver import (
     ReadUntilClose,
     http_response,
 )
-from embeddedtls import (
+from embeddedserver.steps import compile_script
+from embeddedserver.tls import (
     PLAINTEXT_REPLY,
     AbortHandshake,
     CloseWithoutNotify,

@@ -156,7 +156,7 @@ async def test_asyncio_unix_client_and_asyncio_server(tmp_path: Path) -> None:
 
 def test_tls_over_a_unix_socket(tmp_path: Path) -> None:
     pytest.importorskip("trustme")
-    from embeddedtls import LocalTLS
+    from embeddedserver.tls import LocalTLS
 
     path = str(tmp_path / "tls.sock")
     with LocalTLS() as tls, CommandServer([RECEIVE, "secret"], path=path,

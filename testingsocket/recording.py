@@ -17,9 +17,9 @@ raises and sends nothing. A receive cue is checked against what was received, af
 Code you do not own creates its own sockets; :func:`capture_sockets` swaps ``socket.socket``
 for a stand-in while a ``with`` block runs, so that every new socket made by
 ``socket.socket(...)`` or ``socket.create_connection(...)`` anywhere in the process is a
-TestingSocket, collected in a :class:`SocketCapture`. Both live in ``testingsocketcapture``,
+TestingSocket, collected in a :class:`SocketCapture`. Both live in ``testingsocket.capture``,
 with that patch (the one piece of shared state, reference-counted, thread-safe and always
-undone), and are re-exported here.
+undone).
 
 What is not seen: I/O the operating system does on the descriptor directly (``os.sendfile`` in
 ``loop.sock_sendfile``, ``os.write(sock.fileno())``), and everything after ``ssl`` wrapping,
@@ -39,12 +39,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from testingsocketcapture import SocketCapture, _RealSocket, capture_sockets
+from ._real import RealSocket
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-__all__ = ["Cue", "SocketCapture", "TestingSocket", "capture_sockets"]
+__all__ = ["Cue", "TestingSocket"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def _earliest_match(cues: list[Cue], history: bytearray, data: bytes) -> Cue | N
 # ---------------------------------------------------------------------------------------------
 
 
-class TestingSocket(_RealSocket):
+class TestingSocket(RealSocket):
     """A real socket that records what goes through it, counts calls and raises on cue.
 
     Make one with ``TestingSocket.pair()`` (a socketpair: the testing socket and its peer), with
@@ -224,7 +224,7 @@ class TestingSocket(_RealSocket):
         if sock is not None:
             if fileno is not None:
                 raise TypeError("TestingSocket() takes sock= or fileno=, not both")
-            if isinstance(sock, ssl.SSLSocket) or not isinstance(sock, _RealSocket):
+            if isinstance(sock, ssl.SSLSocket) or not isinstance(sock, RealSocket):
                 raise TypeError(
                     f"TestingSocket(sock=...) takes a plain socket.socket, not {sock!r}; "
                     "wrap the TestingSocket in ssl instead"

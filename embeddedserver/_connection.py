@@ -1,6 +1,6 @@
 """One fake-server connection: wake-aware, recorded socket I/O and the step runner.
 
-``Connection`` is the I/O shell around ``embeddedscript``'s pure matching: it reads
+``Connection`` is the I/O shell around ``embeddedserver.steps``'s pure matching: it reads
 into an ``Inbox`` until the current read step completes, sends with ``send``, and turns
 ``Mismatch``, timeouts and resets into a ``StepFailed`` carrying a ``Failure``. Every
 wait is a ``poll`` on the socket plus the server's wake-up pipe (``Waker``), with a
@@ -24,8 +24,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from embeddedrecord import ConnectionRecord, Failure, show_bytes
-from embeddedscript import (
+from .record import ConnectionRecord, Failure, show_bytes
+from .steps import (
     Call,
     Close,
     Delay,

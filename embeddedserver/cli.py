@@ -12,9 +12,9 @@ thread is always the one that receives them.
 
 A step argument reads ``NAME``, ``NAME:ARG`` or ``NAME,OPTION=VALUE,...:ARG``; the
 table in ``_SPECS`` is the single source of the syntax, of ``--help`` and of the error
-messages. ``--demo`` runs ``embeddeddemo.run_demo``: a handful of misbehaving servers
+messages. ``--demo`` runs ``embeddedserver.demo.run_demo``: a handful of misbehaving servers
 against real standard-library clients, each checked to behave as designed, so it is
-also a smoke test (``embeddedcli.run_demo`` is the same function).
+also a smoke test (``embeddedserver.cli.run_demo`` is the same function).
 
     >>> main(["--help"])  # doctest: +ELLIPSIS
     usage: python -m embeddedserver ...
@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from typing import Any
 
 # The console helpers live with the demo, which must not import this module.
-from embeddeddemo import PROG, _emit, _plural, run_demo
-from embeddedrecord import ConnectionRecord, Event, show_bytes
-from embeddedscript import (
+from .demo import PROG, _emit, _plural, run_demo
+from .record import ConnectionRecord, Event, show_bytes
+from .servers import CommandServer
+from .steps import (
     AcceptAndClose,
     Close,
     Delay,
@@ -66,7 +67,6 @@ from embeddedscript import (
     describe_steps,
     http_response,
 )
-from embeddedserver import CommandServer
 
 __all__ = ["main", "parse_step", "run_demo", "unescape"]
 
@@ -432,7 +432,7 @@ def _load_plan(args: argparse.Namespace) -> tuple[Any, list[tuple[Step, ...]]]:
     """The plan and the per-connection listing, from STEP arguments or --script FILE."""
     if args.script is None:
         return _build_plan(args.steps)
-    from embeddedreplay import load_script
+    from .replay import load_script
 
     plan = load_script(args.script, exact=args.exact, keep_timing=args.keep_timing)
     if isinstance(plan, PerConnection):

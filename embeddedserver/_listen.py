@@ -1,6 +1,6 @@
 """Where the servers listen, and the bookkeeping every listening server shares.
 
-    >>> from embeddedlisten import listen_tcp
+    >>> from embeddedserver._listen import listen_tcp
     >>> [listener] = listen_tcp("127.0.0.1", 0, 16)
     >>> listener.getsockname()[1] > 0
     True
@@ -15,7 +15,7 @@ getaddrinfo() for an IP literal; ``_listen_unix`` opens a Unix-domain socket, wh
 the listener removes when it closes (only if the file is still the one it made).
 
 ``_ServingBase`` is what ``embeddedserver.CommandServer`` and
-``embeddedreplay.RecordingProxy`` have in common once they listen: their address, the
+``embeddedserver.replay.RecordingProxy`` have in common once they listen: their address, the
 connections and failures they record, the report ``check()`` raises, the context
 manager, and the waits on the counts of accepted and finished connections. Serving
 itself (threads, scripts, forwarding) is theirs. ``embeddedserver`` re-exports
@@ -35,8 +35,8 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from embeddedrecord import ConnectionRecord, Failure, render_transcript
-from embeddedscript import DEFAULT_TIMEOUT
+from .record import ConnectionRecord, Failure, render_transcript
+from .steps import DEFAULT_TIMEOUT
 
 __all__ = ["listen_tcp"]
 
@@ -252,7 +252,7 @@ _ServingT = TypeVar("_ServingT", bound="_ServingBase")
 
 
 class _ServingBase:
-    """The bookkeeping a fake server and the recording proxy (``embeddedreplay``) share:
+    """The bookkeeping a fake server and the recording proxy (``embeddedserver.replay``) share:
     where they listen, the connections and failures recorded, the report ``check()``
     raises, the context manager, and the waits on the counts of accepted and finished
     connections.

@@ -11,7 +11,7 @@ timeout on ``expect_disconnect()`` asks whether the client closed. ``_unread_fai
 words a client that closed with bytes the server sent still unread, exactly counted or
 estimated from what was sent since the client last spoke.
 
-Pure functions of their arguments: no socket, no thread, no lock. ``embeddedtcpserver``
+Pure functions of their arguments: no socket, no thread, no lock. ``embeddedserver.tcpserver``
 builds the steps and calls these when a step fails; nothing here is public.
 
 Sections: planned steps - engine failures in tcpserver words - data left unread.
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from embeddedrecord import Failure, show_bytes
-from embeddedscript import ReadStep, Step
+from .record import Failure, show_bytes
+from .steps import ReadStep, Step
 
 __all__: list[str] = []
 

@@ -20,7 +20,7 @@ thread, started with the first step, which runs the steps in order; every step b
 interpreter as ``CommandServer``. Whenever that thread waits (for a step to be added, for
 a client, or inside a step for the client) it also watches the listeners and accepts, so
 a second client is noticed at once, while the first is still being served. This module
-adds the growing step list and the accepting; ``embeddedtcpmessages`` words the failures
+adds the growing step list and the accepting; ``embeddedserver._tcpmessages`` words the failures
 in terms of the call that added the step.
 
 The first failure stops the server and is reported once, through the *fail* callable
@@ -37,7 +37,7 @@ awaitable); a ``Join`` created in a coroutine and never awaited is reported by `
 
 Unread data: a client that closes while bytes the server sent are still unread has a bug.
 Seen at the transport level, such a close reaches the server as a reset; for asyncio
-stream clients watched by ``embeddedtcpfactory`` the count of what each ``StreamReader``
+stream clients watched by ``embeddedserver.factories`` the count of what each ``StreamReader``
 handed to the application is exact.
 
 Sections: helpers - TcpServer - join.
@@ -58,12 +58,12 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from embeddedconn import Connection, ServerStopped, StepFailed, Waker, _poll_ms
-from embeddedlisten import _check_seconds
-from embeddedrecord import ConnectionRecord, Failure, render_transcript, show_bytes
-from embeddedscript import Close, Expect, ExpectClose, ExpectFrame, Send, SendFrame
-from embeddedserver import JOIN_TIMEOUT, listen_tcp
-from embeddedtcpmessages import _explain, _Planned, _unread_failure
+from ._connection import Connection, ServerStopped, StepFailed, Waker, _poll_ms
+from ._listen import _check_seconds
+from ._tcpmessages import _explain, _Planned, _unread_failure
+from .record import ConnectionRecord, Failure, render_transcript, show_bytes
+from .servers import JOIN_TIMEOUT, listen_tcp
+from .steps import Close, Expect, ExpectClose, ExpectFrame, Send, SendFrame
 
 __all__ = ["TCPSERVER_TIMEOUT", "Join", "TcpServer"]
 

@@ -43,7 +43,7 @@ import tempfile
 from types import TracebackType
 from typing import Any
 
-from embeddedscript import Call, http_response
+from .steps import Call, http_response
 
 __all__ = [
     "PLAINTEXT_REPLY",

@@ -13,11 +13,11 @@ connect at once), then runs an accept loop on its own thread. Each accepted conn
 gets a ``Connection`` and the script's steps are run against it in order, one
 connection at a time (or one thread each with ``concurrent=True``).
 
-The script language and its matching live in ``embeddedscript`` (pure, no sockets);
-this module is the I/O shell around it. Listening (``listen_tcp``, re-exported here)
-and the bookkeeping a server shares with the recording proxy (addresses, failures,
-``check()``, the waits) live in ``embeddedlisten``. Every wait is a ``poll`` on the socket plus a
-wake-up pipe, with a deadline: ``stop()`` writes to the pipe, every waiting thread wakes
+The script language and its matching live in ``embeddedserver.steps`` (pure, no sockets);
+this module is the I/O shell around it. Listening (``listen_tcp``) and the bookkeeping a
+server shares with the recording proxy (addresses, failures, ``check()``, the waits) live
+in ``_listen``. Every wait is a ``poll`` on the socket
+plus a wake-up pipe, with a deadline: ``stop()`` writes to the pipe, every waiting thread wakes
 at once, closes its sockets, and is joined. Nothing sleeps and nothing polls a flag.
 
 What a client does wrong is recorded as a ``Failure`` in ``server.errors`` (the
@@ -41,8 +41,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from embeddedconn import RECV_SIZE, Connection, ServerStopped, StepFailed, Waker
-from embeddedlisten import (
+from ._connection import RECV_SIZE, Connection, ServerStopped, StepFailed, Waker
+from ._listen import (
     _check_host,
     _check_int,
     _check_seconds,
@@ -50,8 +50,8 @@ from embeddedlisten import (
     _unix_path,
     listen_tcp,
 )
-from embeddedrecord import ConnectionRecord, Event, Failure
-from embeddedscript import (
+from .record import ConnectionRecord, Event, Failure
+from .steps import (
     DEFAULT_TIMEOUT,
     RECEIVE,
     AcceptAndClose,
@@ -120,7 +120,7 @@ __all__ = [
     "server_for_test",
 ]
 
-log = logging.getLogger("embeddedserver")  # embeddedlisten gives it its NullHandler
+log = logging.getLogger("embeddedserver")  # embeddedserver._listen gives it its NullHandler
 
 #: Linux wakes a thread blocked in accept() when another shuts the listener down.
 _SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
@@ -143,7 +143,7 @@ class CommandServer(_ServingBase):
     own thread, one connection at a time, each with the complete script.
 
     Arguments:
-        commands: a list of steps (see ``embeddedscript``), a lone str/bytes (meaning
+        commands: a list of steps (see ``embeddedserver.steps``), a lone str/bytes (meaning
             ``[RECEIVE, it]``), or a ``PerConnection`` plan.
         host: where to listen; loopback by default. ``"localhost"`` listens on
             127.0.0.1 and ::1 on the same port.
@@ -234,8 +234,8 @@ class CommandServer(_ServingBase):
         keep_timing: bool = False,
         **kwargs: Any,
     ) -> _ServerT:
-        """Start a server running the script in a script file (``embeddedscriptfile``
-        describes the format; ``embeddedreplay.RecordingProxy`` records one).
+        """Start a server running the script in a script file (``embeddedserver.scriptfile``
+        describes the format; ``embeddedserver.replay.RecordingProxy`` records one).
 
         *exact*: recorded client data must arrive byte for byte (else it is only read);
         *keep_timing*: ``delay`` lines pause (else they are dropped). Other keyword
@@ -244,7 +244,7 @@ class CommandServer(_ServingBase):
 
             server = CommandServer.from_file("conversation.script", verbose=False)
         """
-        from embeddedscriptfile import load_script  # on first use: few servers read a file
+        from .scriptfile import load_script  # on first use: few servers read a file
 
         return cls(load_script(path, exact=exact, keep_timing=keep_timing), **kwargs)
 
@@ -519,7 +519,7 @@ def _check_args(
     if ssl_context is not None and ssl_context.check_hostname:
         raise ValueError(
             f"ssl_context {ssl_context!r} is a client context (check_hostname=True); give a "
-            "server context: embeddedtls.LocalTLS().server_context, or "
+            "server context: embeddedserver.tls.LocalTLS().server_context, or "
             "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) with load_cert_chain()"
         )
     _check_int(backlog, "backlog", 1, None, "an int >= 1")
@@ -633,9 +633,3 @@ def server_for_test(
     add_cleanup(server.check)  # cleanups run last-in first-out: stop, then check
     add_cleanup(server.stop)
     return server
-
-
-if __name__ == "__main__":
-    from embeddedcli import main
-
-    sys.exit(main())

@@ -14,7 +14,7 @@ embeddedserver --script FILE``) turns it back into a script for any server class
 replays the server's side to the same client code. Replayed client turns are exact
 expectations (``exact=True``) or plain reads of the same size (the default); recorded
 pauses are kept (``keep_timing=True``) or dropped. The file format and its reader and
-writer live in ``embeddedscriptfile`` and are re-exported here.
+writer live in ``embeddedserver.scriptfile`` and are re-exported here.
 
     >>> import http.client, http.server, threading, tempfile, os
     >>> from embeddedserver import CommandServer
@@ -55,8 +55,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from embeddedconn import Waker, _poll_ms
-from embeddedlisten import (
+from ._connection import Waker, _poll_ms
+from ._listen import (
     _check_host,
     _check_int,
     _check_seconds,
@@ -64,9 +64,8 @@ from embeddedlisten import (
     _ServingBase,
     _unix_path,
 )
-from embeddedrecord import ConnectionRecord, Failure
-from embeddedscript import DEFAULT_TIMEOUT
-from embeddedscriptfile import (  # the notes it reads back, and its public API
+from .record import ConnectionRecord, Failure
+from .scriptfile import (  # the notes it reads back, and its public API
     _CLIENT_EOF,
     _SERVER_EOF,
     FORMAT_HEADER,
@@ -77,6 +76,7 @@ from embeddedscriptfile import (  # the notes it reads back, and its public API
     parse_script,
     save_script,
 )
+from .steps import DEFAULT_TIMEOUT
 
 __all__ = [
     "FORMAT_HEADER",
@@ -175,7 +175,7 @@ class RecordingProxy(_ServingBase):
         self._stop_lock = threading.Lock()
         self._waker = Waker()
         self._thread = threading.Thread(
-            target=self._loop, name=f"embeddedreplay-proxy:{self._where}", daemon=True
+            target=self._loop, name=f"embeddedserver.replay-proxy:{self._where}", daemon=True
         )
         self._thread.start()
 

@@ -2,17 +2,17 @@
 
 Model
 -----
-A read step of ``embeddedscript`` says what it waits for; this module matches it, and
+A read step of ``embeddedserver.steps`` says what it waits for; this module matches it, and
 touches no socket either. Each time a read step starts, ``step.matcher()`` makes a fresh
 *matcher*: the state of that one execution (how far a delimiter was searched, how many
 expected bytes were compared). An ``Inbox`` holds the bytes received on one connection and
-not yet consumed: the I/O shell (``embeddedconn``) feeds it what arrives (``b""`` is EOF)
-and polls it. A matcher's ``check(buffer, eof)`` returns how many bytes the complete step
+not yet consumed: the I/O shell (``_connection``) feeds it what arrives (``b""`` is EOF) and
+polls it. A matcher's ``check(buffer, eof)`` returns how many bytes the complete step
 consumes, None while it needs more, or raises ``Mismatch`` when it can never complete:
 at the first differing byte, so a wrong client fails at once rather than at a timeout.
 
 This is the per-connection hot path: a poll is one ``check`` call, and a matcher does
-not compare or search again the bytes it has already seen. ``embeddedscript`` re-exports
+not compare or search again the bytes it has already seen. ``embeddedserver.steps`` re-exports
 ``Inbox`` and ``Mismatch``.
 
 Sections: the mismatch - matchers - the inbox.
@@ -23,10 +23,10 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-from embeddedrecord import show_bytes
+from .record import show_bytes
 
 if TYPE_CHECKING:
-    from embeddedscript import Expect, ReadStep
+    from .steps import Expect, ReadStep
 
 __all__ = ["Inbox", "Mismatch"]
 
@@ -211,7 +211,7 @@ class Inbox:
     ``poll()`` returns the step's chunk once complete, None while it needs more, and raises
     ``Mismatch`` when it cannot complete (wrong bytes, or EOF before the end).
 
-    >>> from embeddedscript import Expect
+    >>> from embeddedserver.steps import Expect
     >>> inbox = Inbox()
     >>> inbox.begin(Expect(b"PING"))
     >>> inbox.feed(b"PI"); inbox.poll() is None

@@ -17,7 +17,7 @@ test of the whole library.
     All 7 scenarios behaved as designed.
 
 ``run_demo`` returns 0 when every scenario behaved as designed, 1 otherwise. The
-console helpers at the top are shared with ``embeddedcli``, which runs the demo for
+console helpers at the top are shared with ``embeddedserver.cli``, which runs the demo for
 ``--demo`` (so this module must not import it).
 
 Sections: console output - the clients - the scenarios - running the demo.
@@ -36,7 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from embeddedscript import (
+from .servers import CommandServer
+from .steps import (
     Drip,
     Expect,
     ExpectRegex,
@@ -50,7 +51,6 @@ from embeddedscript import (
     describe_steps,
     http_response,
 )
-from embeddedserver import CommandServer
 
 __all__ = ["run_demo"]
 

@@ -10,13 +10,10 @@ piece of shared state of ``testingsocket`` and this module; it is reference-coun
 thread-safe and always undone. Sockets made from an existing descriptor (``accept()``,
 ``socketpair()``) stay plain.
 
-This module also names the real ``socket.socket`` (``_RealSocket``, the original even while a
-capture is active), which ``TestingSocket`` subclasses. ``testingsocket`` imports it from here
-and re-exports ``SocketCapture`` and ``capture_sockets``; it logs under the name
-``testingsocket``.
+The real ``socket.socket`` (the class ``TestingSocket`` builds on, the original even while a
+capture is active) is named in ``_real``. This module logs under the name ``testingsocket``.
 
-Sections: 1. the real socket class; 2. SocketCapture and capture_sockets; 3. the patch of
-``socket.socket``.
+Sections: 1. SocketCapture and capture_sockets; 2. the patch of ``socket.socket``.
 """
 
 from __future__ import annotations
@@ -25,10 +22,10 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
-if TYPE_CHECKING:
-    from testingsocket import TestingSocket
+from ._real import RealSocket
+from .recording import TestingSocket
 
 __all__ = ["SocketCapture", "capture_sockets"]
 
@@ -37,18 +34,7 @@ logger = logging.getLogger("testingsocket")
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. The real socket class
-# ---------------------------------------------------------------------------------------------
-
-# The class to build on, even if this module is (re)imported while a capture is active.
-if TYPE_CHECKING:
-    _RealSocket = socket.socket
-else:
-    _RealSocket = getattr(socket.socket, "_testingsocket_original", socket.socket)
-
-
-# ---------------------------------------------------------------------------------------------
-# 2. SocketCapture and capture_sockets
+# 1. SocketCapture and capture_sockets
 # ---------------------------------------------------------------------------------------------
 
 
@@ -169,7 +155,7 @@ def capture_sockets(setup: Callable[[TestingSocket], object] | None = None) -> S
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. The patch of socket.socket: a stand-in, installed while captures are active
+# 2. The patch of socket.socket: a stand-in, installed while captures are active
 # ---------------------------------------------------------------------------------------------
 
 
@@ -180,8 +166,6 @@ def _make_socket(
     captures, original = _PATCH.snapshot()
     if fileno is not None or not captures:
         return original(family, type, proto, fileno)
-    from testingsocket import TestingSocket  # not at the top: testingsocket imports this module
-
     sock = TestingSocket(family, type, proto)
     try:
         for capture in captures:
@@ -211,19 +195,19 @@ class _StandInMeta(type):
 
     def __instancecheck__(cls, instance: object) -> bool:
         if cls is _StandInSocket:
-            return isinstance(instance, _RealSocket)
+            return isinstance(instance, RealSocket)
         return super().__instancecheck__(instance)
 
     def __subclasscheck__(cls, subclass: type) -> bool:
         if cls is _StandInSocket:
-            return issubclass(subclass, _RealSocket)
+            return issubclass(subclass, RealSocket)
         return super().__subclasscheck__(subclass)
 
 
-class _StandInSocket(_RealSocket, metaclass=_StandInMeta):
+class _StandInSocket(RealSocket, metaclass=_StandInMeta):
     """Installed as ``socket.socket`` while a capture is active; see :func:`capture_sockets`."""
 
-    _testingsocket_original = _RealSocket
+    _testingsocket_original = RealSocket
 
 
 class _SocketPatch:
@@ -238,7 +222,7 @@ class _SocketPatch:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active: list[SocketCapture] = []
-        self._original: type[socket.socket] = _RealSocket
+        self._original: type[socket.socket] = RealSocket
 
     def snapshot(self) -> tuple[list[SocketCapture], type[socket.socket]]:
         with self._lock:

@@ -37,14 +37,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, NoReturn, Protocol
 
-from embeddedlisten import _check_seconds
-from embeddedrecord import Failure
-from embeddedserver import CommandServer
-from embeddedtcpserver import TCPSERVER_TIMEOUT, TcpServer, _StreamClient
+from ._listen import _check_seconds
+from .record import Failure
+from .servers import CommandServer
+from .tcpserver import TCPSERVER_TIMEOUT, TcpServer, _StreamClient
 
 __all__ = ["CommandServerFactory", "TcpServerFactory", "read_frame", "write_frame"]
 
-log = logging.getLogger("embeddedserver.pytest")  # the logger of embeddedtcpserver too
+log = logging.getLogger("embeddedserver.pytest")  # the logger of embeddedserver.tcpserver too
 
 _FRAME = struct.Struct(">I")
 _LOOPBACK = ("127.0.0.1", "::1")

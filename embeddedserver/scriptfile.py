@@ -3,10 +3,10 @@
 Model
 -----
 ``format_script`` / ``save_script`` turn ``ConnectionRecord`` transcripts (recorded by
-``embeddedreplay.RecordingProxy`` from a real server, or kept by any fake server) into a
+``embeddedserver.replay.RecordingProxy`` from a real server, or kept by any fake server) into a
 *script file*; ``parse_script`` / ``load_script`` turn a script file back into steps for
 any server class (``CommandServer.from_file(path)``; ``python -m embeddedserver --script
-FILE``). Pure text and steps: no sockets. ``embeddedreplay`` re-exports all of it.
+FILE``). Pure text and steps: no sockets. ``embeddedserver.replay`` re-exports all of it.
 
 The script file format
 ----------------------
@@ -69,8 +69,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from embeddedrecord import ConnectionRecord, show_bytes
-from embeddedscript import (
+from .record import ConnectionRecord, show_bytes
+from .steps import (
     RECEIVE,
     Close,
     Delay,
@@ -106,7 +106,7 @@ __all__ = [
 log = logging.getLogger("embeddedserver.scriptfile")
 
 #: The first line ``format_script`` writes (a comment: the reader does not require it).
-FORMAT_HEADER = "# embeddedserver script 1 (format: see the embeddedscriptfile module)"
+FORMAT_HEADER = "# embeddedserver script 1 (format: see the embeddedserver.scriptfile module)"
 
 # Transcript notes the engine (``Connection``) and ``RecordingProxy`` write when a side
 # shuts; the writer turns them into ``expect close`` and ``half-close``.
@@ -257,11 +257,11 @@ def format_script(
 
     Consecutive chunks in one direction become one block (one turn of the conversation).
 
-    >>> from embeddedrecord import ConnectionRecord
+    >>> from embeddedserver.record import ConnectionRecord
     >>> record = ConnectionRecord(1, None, ended="server closed")
     >>> _ = record.add("recv", b"PING\\r\\n"); _ = record.add("send", b"PONG\\r\\n")
     >>> print(format_script([record], timing=False))
-    # embeddedserver script 1 (format: see the embeddedscriptfile module)
+    # embeddedserver script 1 (format: see the embeddedserver.scriptfile module)
     <BLANKLINE>
     connection 1
     client: "PING\\r\\n"
@@ -296,7 +296,7 @@ def save_script(
     """Write ``format_script(records, ...)`` to *path* (UTF-8, ``\\n`` line ends).
 
     >>> import tempfile
-    >>> from embeddedrecord import ConnectionRecord
+    >>> from embeddedserver.record import ConnectionRecord
     >>> record = ConnectionRecord(1, None, ended="server closed")
     >>> _ = record.add("send", b"220 ready\\r\\n")
     >>> with tempfile.TemporaryDirectory() as tmp:

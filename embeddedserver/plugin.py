@@ -16,9 +16,9 @@ Model
 -----
 This module is the only one that imports pytest, and it is thin: each fixture creates an
 object that also works without pytest, yields it, and undoes it. ``TcpServer`` and
-``Join`` live in ``embeddedtcpserver`` (its docstring explains how a server whose script
+``Join`` live in ``embeddedserver.tcpserver`` (its docstring explains how a server whose script
 grows while the test runs works); ``TcpServerFactory``, ``CommandServerFactory``,
-``write_frame``/``read_frame`` and the asyncio stream watch live in ``embeddedtcpfactory``.
+``write_frame``/``read_frame`` and the asyncio stream watch live in ``embeddedserver.factories``.
 Every public name is importable from here as before.
 
 What the plugin adds: failures are reported with ``pytest.fail``. At teardown of a test
@@ -41,10 +41,10 @@ from typing import NoReturn, Protocol
 
 import pytest
 
-from embeddedlisten import _check_seconds
-from embeddedscript import DEFAULT_TIMEOUT
-from embeddedtcpfactory import CommandServerFactory, TcpServerFactory, read_frame, write_frame
-from embeddedtcpserver import TCPSERVER_TIMEOUT, Join, TcpServer
+from ._listen import _check_seconds
+from .factories import CommandServerFactory, TcpServerFactory, read_frame, write_frame
+from .steps import DEFAULT_TIMEOUT
+from .tcpserver import TCPSERVER_TIMEOUT, Join, TcpServer
 
 __all__ = [
     "TCPSERVER_TIMEOUT",

@@ -13,18 +13,18 @@ client connection. Steps come in three families:
   do something to the connection.
 
 Nothing in this module touches a socket. A read step is matched by an ``Inbox``:
-the I/O shell (``embeddedconn``) feeds it the bytes it receives and asks whether the
+the I/O shell (``embeddedserver._connection``) feeds it the bytes it receives and asks whether the
 step is complete, incomplete, or can never match (``Mismatch``, raised at the first
 differing byte, so a wrong client fails at once rather than at a timeout). Each read
 step's ``matcher()`` makes the object that does that matching; the matchers, ``Inbox``
-and ``Mismatch`` live in ``embeddedmatch`` (re-exported here).
+and ``Mismatch`` live in ``embeddedserver._match`` (re-exported here).
 
 Errors split as in h11: a script that is wrong raises ``TypeError``/``ValueError`` when it
 is built (``compile_script``); a client that misbehaves produces a ``Failure`` record,
 rendered with the step, what was expected, what arrived and where the two parted.
 
 Sections: helpers - read steps - send and action steps - script compilation. Records
-and failure reports live in ``embeddedrecord``.
+and failure reports live in ``embeddedserver.record``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-from embeddedmatch import (
+from ._match import (
     Inbox,
     Mismatch,
     _AtLeast,
@@ -49,7 +49,7 @@ from embeddedmatch import (
     _ToEof,
     _Until,
 )
-from embeddedrecord import ConnectionRecord, Event, Failure, render_transcript, show_bytes
+from .record import ConnectionRecord, Event, Failure, render_transcript, show_bytes
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -213,7 +213,7 @@ class Step:
     ends_connection = False
     #: True for a step that runs on the raw TCP socket before the TLS handshake: a server
     #: with ``ssl_context`` runs the script's leading ``before_tls`` steps first and starts
-    #: TLS only if the connection is still open (see ``embeddedtls``). Without TLS it runs
+    #: TLS only if the connection is still open (see ``embeddedserver.tls``). Without TLS it runs
     #: in order like any other step.
     before_tls = False
 
@@ -227,7 +227,7 @@ class Step:
 
 class ReadStep(Step):
     """A step that consumes bytes from the client; subclasses implement ``matcher``
-    (a fresh matcher from ``embeddedmatch`` each time the step runs)."""
+    (a fresh matcher from ``embeddedserver._match`` each time the step runs)."""
 
     def matcher(self) -> _Matcher:
         raise NotImplementedError

@@ -1,0 +1,144 @@
+"""Scripted fake TCP servers that live inside a test process.
+
+    >>> from embeddedserver import CommandServer, RECEIVE, http_response
+    >>> import urllib.request
+    >>> with CommandServer([RECEIVE, http_response("hello world")], verbose=False) as srvr:
+    ...     urllib.request.urlopen(f"http://127.0.0.1:{srvr.port}/hello").read()
+    b'hello world'
+
+The package reads from the pure core up to the shells: ``steps`` (the command language),
+``record`` (transcripts and failures) and ``scriptfile`` (the text format) touch no socket;
+``_connection`` and ``_listen`` are the runtime that serves a script on sockets;
+``servers``, ``tcpserver``, ``factories``, ``replay`` and ``tls`` are the ways to drive it;
+``plugin`` (pytest), ``cli`` and ``demo`` sit on top.
+"""
+
+from ._connection import Connection, ServerStopped, StepFailed
+from ._listen import listen_tcp
+from ._match import Inbox, Mismatch
+from .factories import CommandServerFactory, TcpServerFactory, read_frame, write_frame
+from .record import ConnectionRecord, Event, Failure, render_transcript, show_bytes
+from .replay import RecordingProxy
+from .scriptfile import (
+    FORMAT_HEADER,
+    ReadLike,
+    ScriptSyntaxError,
+    format_script,
+    load_script,
+    parse_script,
+    save_script,
+)
+from .servers import (
+    JOIN_TIMEOUT,
+    AsyncioCommandServer,
+    CommandServer,
+    OneShotServer,
+    server_for_test,
+)
+from .steps import (
+    DEFAULT_TIMEOUT,
+    RECEIVE,
+    AcceptAndClose,
+    Call,
+    Close,
+    Delay,
+    Drip,
+    Expect,
+    ExpectClose,
+    ExpectFrame,
+    ExpectRegex,
+    Garbage,
+    HalfClose,
+    Hang,
+    PerConnection,
+    ReadFrame,
+    ReadLine,
+    ReadStep,
+    ReadUntil,
+    ReadUntilClose,
+    Receive,
+    Reset,
+    Send,
+    SendFrame,
+    Step,
+    compile_script,
+    describe_steps,
+    http_response,
+)
+from .tcpserver import TCPSERVER_TIMEOUT, Join, TcpServer
+from .tls import (
+    PLAINTEXT_REPLY,
+    TLS_HOSTNAMES,
+    AbortHandshake,
+    CloseWithoutNotify,
+    LocalTLS,
+    PlaintextReply,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "FORMAT_HEADER",
+    "JOIN_TIMEOUT",
+    "PLAINTEXT_REPLY",
+    "RECEIVE",
+    "TCPSERVER_TIMEOUT",
+    "TLS_HOSTNAMES",
+    "AbortHandshake",
+    "AcceptAndClose",
+    "AsyncioCommandServer",
+    "Call",
+    "Close",
+    "CloseWithoutNotify",
+    "CommandServer",
+    "CommandServerFactory",
+    "Connection",
+    "ConnectionRecord",
+    "Delay",
+    "Drip",
+    "Event",
+    "Expect",
+    "ExpectClose",
+    "ExpectFrame",
+    "ExpectRegex",
+    "Failure",
+    "Garbage",
+    "HalfClose",
+    "Hang",
+    "Inbox",
+    "Join",
+    "LocalTLS",
+    "Mismatch",
+    "OneShotServer",
+    "PerConnection",
+    "PlaintextReply",
+    "ReadFrame",
+    "ReadLike",
+    "ReadLine",
+    "ReadStep",
+    "ReadUntil",
+    "ReadUntilClose",
+    "Receive",
+    "RecordingProxy",
+    "Reset",
+    "ScriptSyntaxError",
+    "Send",
+    "SendFrame",
+    "ServerStopped",
+    "Step",
+    "StepFailed",
+    "TcpServer",
+    "TcpServerFactory",
+    "compile_script",
+    "describe_steps",
+    "format_script",
+    "http_response",
+    "listen_tcp",
+    "load_script",
+    "parse_script",
+    "read_frame",
+    "render_transcript",
+    "save_script",
+    "server_for_test",
+    "show_bytes",
+    "write_frame",
+]
