@@ -13,6 +13,7 @@ The package reads from the pure core up to the shells: ``steps`` (the command la
 ``plugin`` (pytest), ``cli`` and ``demo`` sit on top.
 """
 
+from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT, TCPSERVER_TIMEOUT
 from ._connection import Connection, ServerStopped, StepFailed
 from ._listen import listen_tcp
 from ._match import Inbox, Mismatch
@@ -29,14 +30,12 @@ from .scriptfile import (
     save_script,
 )
 from .servers import (
-    JOIN_TIMEOUT,
     AsyncioCommandServer,
     CommandServer,
     OneShotServer,
     server_for_test,
 )
 from .steps import (
-    DEFAULT_TIMEOUT,
     RECEIVE,
     AcceptAndClose,
     Call,
@@ -65,7 +64,7 @@ from .steps import (
     describe_steps,
     http_response,
 )
-from .tcpserver import TCPSERVER_TIMEOUT, Join, TcpServer
+from .tcpserver import Join, TcpServer
 from .tls import (
     PLAINTEXT_REPLY,
     TLS_HOSTNAMES,

@@ -21,7 +21,7 @@ manager, and the waits on the counts of accepted and finished connections. Servi
 itself (threads, scripts, forwarding) is theirs. ``embeddedserver`` re-exports
 ``listen_tcp``.
 
-Sections: argument checks - listeners - shared bookkeeping.
+Sections: listeners - shared bookkeeping.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _args
+from ._args import DEFAULT_TIMEOUT
 from .record import ConnectionRecord, Failure, render_transcript
-from .steps import DEFAULT_TIMEOUT
 
 __all__ = ["listen_tcp"]
 
@@ -44,34 +45,6 @@ __all__ = ["listen_tcp"]
 # NullHandler); subclasses of _ServingBase may log to a child of it.
 log = logging.getLogger("embeddedserver")
 log.addHandler(logging.NullHandler())
-
-
-# ---------------------------------------------------------------------------
-# argument checks
-# ---------------------------------------------------------------------------
-
-
-def _check_int(value: Any, name: str, low: int, high: int | None, accepted: str) -> None:
-    # A wrong type is a TypeError, a wrong number a ValueError; both say what is accepted.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be {accepted}, not {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be {accepted}, not {value!r}")
-
-
-def _check_seconds(value: Any, name: str) -> float:
-    """*value* as a float if it is a number of seconds > 0: else TypeError for what is not
-    a number, ValueError for a number that is not > 0 (nan included)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds > 0, not {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
-    return float(value)
-
-
-def _check_host(host: Any) -> None:
-    if not isinstance(host, str) or not host:
-        raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {host!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -132,10 +105,7 @@ def listen_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
         True
         >>> listener.close()
     """
-    _check_host(host)
-    _check_int(port, "port", 0, 65535, "an int from 0 (any free port) to 65535")
-    _check_int(backlog, "backlog", 1, None, "an int >= 1")
-    return _listen_tcp(host, port, backlog)
+    return _listen_tcp(_args.host(host), _args.port(port), _args.backlog(backlog))
 
 
 def _listen_tcp(host: str, port: int, backlog: int, blocking: bool = False) -> list[socket.socket]:

@@ -37,10 +37,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, NoReturn, Protocol
 
-from ._listen import _check_seconds
+from . import _args
+from ._args import TCPSERVER_TIMEOUT
 from .record import Failure
 from .servers import CommandServer
-from .tcpserver import TCPSERVER_TIMEOUT, TcpServer, _StreamClient
+from .tcpserver import TcpServer, _StreamClient
 
 __all__ = ["CommandServerFactory", "TcpServerFactory", "read_frame", "write_frame"]
 
@@ -241,7 +242,7 @@ class TcpServerFactory:
         monkeypatch: _Patcher | None = None,
         watch_streams: bool = False,
     ) -> None:
-        self.timeout = _check_seconds(timeout, "timeout")
+        self.timeout = _args.timeout(timeout)
         self.servers: list[TcpServer] = []
         self._fail = fail
         # Patches go through *monkeypatch* when given (undone by its owner), else through

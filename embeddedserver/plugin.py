@@ -41,19 +41,19 @@ from typing import NoReturn, Protocol
 
 import pytest
 
-from ._listen import _check_seconds
-from .factories import CommandServerFactory, TcpServerFactory, read_frame, write_frame
-from .steps import DEFAULT_TIMEOUT
-from .tcpserver import TCPSERVER_TIMEOUT, Join, TcpServer
+from . import _args
+from ._args import DEFAULT_TIMEOUT, TCPSERVER_TIMEOUT
+from .factories import CommandServerFactory, TcpServerFactory
+from .tcpserver import TcpServer
 
 __all__ = [
-    "TCPSERVER_TIMEOUT",
-    "CommandServerFactory",
-    "Join",
-    "TcpServer",
-    "TcpServerFactory",
-    "read_frame",
-    "write_frame",
+    "command_server",
+    "embeddedserver_timeout",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_runtest_makereport",
+    "tcpserver",
+    "tcpserver_factory",
 ]
 
 
@@ -89,7 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     value: float | None = None
     if raw:
         try:
-            value = _check_seconds(float(raw), _INI)
+            value = _args.timeout(float(raw), _INI)
         except ValueError:
             raise pytest.UsageError(
                 f"{_INI} must be a number of seconds > 0, not {raw!r}"

@@ -55,11 +55,10 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from . import _args
+from ._args import DEFAULT_TIMEOUT
 from ._connection import Waker, _poll_ms
 from ._listen import (
-    _check_host,
-    _check_int,
-    _check_seconds,
     _describe_address,
     _ServingBase,
     _unix_path,
@@ -76,7 +75,6 @@ from .scriptfile import (  # the notes it reads back, and its public API
     parse_script,
     save_script,
 )
-from .steps import DEFAULT_TIMEOUT
 
 __all__ = [
     "FORMAT_HEADER",
@@ -163,13 +161,12 @@ class RecordingProxy(_ServingBase):
     ) -> None:
         self.target, self._target_family, self._target_address = _resolve_target(target)
         # The servers' rules: a wrong type is a TypeError, a wrong number a ValueError.
-        _check_seconds(timeout, "timeout")
-        _check_int(backlog, "backlog", 1, None, "an int >= 1")
-        self.timeout = float(timeout)
+        self.timeout = _args.timeout(timeout)
+        _args.backlog(backlog)
         unix_path = _unix_path(path, host, port)
         if unix_path is None:
-            _check_host(host)
-            _check_int(port, "port", 0, 65535, "an int from 0 (any free port) to 65535")
+            _args.host(host)
+            _args.port(port)
         super().__init__()
         self._open_listeners(host, port, unix_path, backlog)
         self._stop_lock = threading.Lock()

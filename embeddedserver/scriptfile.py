@@ -69,6 +69,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from . import _args
 from .record import ConnectionRecord, show_bytes
 from .steps import (
     RECEIVE,
@@ -88,7 +89,6 @@ from .steps import (
     Reset,
     Send,
     Step,
-    _check_timeout,
     _Matcher,
     compile_script,
 )
@@ -345,7 +345,7 @@ class ReadLike(ReadStep):
             self.tail = len(self.sample) - (self.sample.rfind(b"\n") + 1)
         else:
             self.lines, self.tail = 0, len(self.sample)
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _args.optional_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
         timeout = [] if self.timeout is None else [f"timeout={self.timeout!r}"]

@@ -41,18 +41,16 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from . import _args
+from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
 from ._connection import RECV_SIZE, Connection, ServerStopped, StepFailed, Waker
 from ._listen import (
-    _check_host,
-    _check_int,
-    _check_seconds,
     _ServingBase,
     _unix_path,
     listen_tcp,
 )
 from .record import ConnectionRecord, Event, Failure
 from .steps import (
-    DEFAULT_TIMEOUT,
     RECEIVE,
     AcceptAndClose,
     Call,
@@ -81,8 +79,6 @@ from .steps import (
 )
 
 __all__ = [
-    "DEFAULT_TIMEOUT",
-    "JOIN_TIMEOUT",
     "RECEIVE",
     "AcceptAndClose",
     "AsyncioCommandServer",
@@ -125,8 +121,6 @@ log = logging.getLogger("embeddedserver")  # embeddedserver._listen gives it its
 #: Linux wakes a thread blocked in accept() when another shuts the listener down.
 _SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
 
-#: How long ``stop()`` waits for each server thread before reporting it stuck.
-JOIN_TIMEOUT = 5.0
 
 
 # ---------------------------------------------------------------------------
@@ -505,15 +499,13 @@ def _check_args(
     host: Any, port: Any, verbose: Any, timeout: Any, max_connections: Any,
     ssl_context: Any, backlog: Any, concurrent: Any = False,
 ) -> None:
-    _check_host(host)
-    _check_int(port, "port", 0, 65535, "an int from 0 (any free port) to 65535")
-    if not isinstance(verbose, bool):
-        raise TypeError(f"verbose must be True or False, not {verbose!r}")
-    if not isinstance(concurrent, bool):
-        raise TypeError(f"concurrent must be True or False, not {concurrent!r}")
-    _check_seconds(timeout, "timeout")
+    _args.host(host)
+    _args.port(port)
+    _args.flag(verbose, "verbose")
+    _args.flag(concurrent, "concurrent")
+    _args.timeout(timeout)
     if max_connections is not None:
-        _check_int(max_connections, "max_connections", 1, None, "an int >= 1 or None")
+        _args.integer(max_connections, "max_connections", 1, None, "an int >= 1 or None")
     if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
         raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
     if ssl_context is not None and ssl_context.check_hostname:
@@ -522,7 +514,7 @@ def _check_args(
             "server context: embeddedserver.tls.LocalTLS().server_context, or "
             "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) with load_cert_chain()"
         )
-    _check_int(backlog, "backlog", 1, None, "an int >= 1")
+    _args.backlog(backlog)
 
 
 class OneShotServer(CommandServer):

@@ -37,6 +37,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
+from . import _args
 from ._match import (
     Inbox,
     Mismatch,
@@ -52,7 +53,6 @@ from ._match import (
 from .record import ConnectionRecord, Event, Failure, render_transcript, show_bytes
 
 __all__ = [
-    "DEFAULT_TIMEOUT",
     "RECEIVE",
     "AcceptAndClose",
     "Call",
@@ -89,9 +89,6 @@ __all__ = [
     "show_bytes",
 ]
 
-#: Seconds a read step waits for the client (per server, overridable per step).
-DEFAULT_TIMEOUT = 5.0
-
 Bytesish: TypeAlias = bytes | bytearray | memoryview | str
 
 # ---------------------------------------------------------------------------
@@ -105,32 +102,6 @@ def _to_bytes(value: Bytesish, what: str) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"{what} must be bytes, bytearray, memoryview or str, not {value!r}")
-
-
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, not {timeout!r}")
-    return float(timeout)
-
-
-def _check_count(value: Any, what: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{what} must be >= {minimum}, not {value!r}")
-    return value
-
-
-def _check_seconds(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number of seconds, not {value!r}")
-    if not value >= 0:  # also rejects nan, which compares false to everything
-        raise ValueError(f"{what} must be >= 0 seconds, not {value!r}")
-    return float(value)
 
 
 def _callable_name(func: Callable[..., object]) -> str:
@@ -259,8 +230,8 @@ class Receive(ReadStep):
                 "Receive(0) would read nothing: give a byte count n >= 1 (read at least n "
                 "bytes), or Receive() / RECEIVE to read what one read returns"
             )
-        self.n = None if n is None else _check_count(n, "byte count", 1)
-        self.timeout = _check_timeout(timeout)
+        self.n = None if n is None else _args.count(n, "byte count", 1)
+        self.timeout = _args.optional_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
         return ([] if self.n is None else [repr(self.n)]) + self._timeout_arg()
@@ -287,7 +258,7 @@ class ReadUntil(ReadStep):
         self.delimiter = _to_bytes(delimiter, "delimiter")
         if not self.delimiter:
             raise ValueError("delimiter must not be empty: give the bytes that end a message")
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _args.optional_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
         return [repr(self.delimiter), *self._timeout_arg()]
@@ -320,7 +291,7 @@ class ReadFrame(ReadStep):
     def __init__(self, prefix: str = ">I", *, timeout: float | None = None) -> None:
         self.prefix = prefix
         self._struct = _check_prefix(prefix)
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _args.optional_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
         return ([] if self.prefix == ">I" else [repr(self.prefix)]) + self._timeout_arg()
@@ -336,7 +307,7 @@ class ReadUntilClose(ReadStep):
     """Read everything until the client closes its side (EOF)."""
 
     def __init__(self, *, timeout: float | None = None) -> None:
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _args.optional_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
         return self._timeout_arg()
@@ -372,7 +343,7 @@ class Expect(ReadStep):
         within: ReadStep | None = None,
         timeout: float | None = None,
     ) -> None:
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _args.optional_timeout(timeout)
         if within is not None and not isinstance(within, ReadStep):
             raise TypeError(f"within must be a read step such as ReadLine(), not {within!r}")
         self.within = within
@@ -473,7 +444,7 @@ class ExpectFrame(ReadStep):
         self.payload = _to_bytes(payload, "payload")
         self.prefix = prefix
         self._struct = _check_prefix(prefix)
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _args.optional_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
         pre = [] if self.prefix == ">I" else [repr(self.prefix)]
@@ -493,7 +464,7 @@ class ExpectClose(ReadStep):
     """Expect the client to close its side; any data arriving instead fails the step."""
 
     def __init__(self, *, timeout: float | None = None) -> None:
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _args.optional_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
         return self._timeout_arg()
@@ -547,7 +518,7 @@ class Garbage(Send):
     """Send *n* pseudo-random bytes from a generator seeded with *seed* (reproducible)."""
 
     def __init__(self, n: int, seed: int = 0) -> None:
-        self.n = _check_count(n, "garbage byte count", 1)
+        self.n = _args.count(n, "garbage byte count", 1)
         if n > _GARBAGE_MAX:
             raise ValueError(
                 f"garbage byte count must be <= {_GARBAGE_MAX} (64 MiB: the bytes are made "
@@ -569,8 +540,8 @@ class Drip(Send):
 
     def __init__(self, data: Bytesish, chunk: int = 1, interval: float = 0.05) -> None:
         super().__init__(data)
-        self.chunk = _check_count(chunk, "chunk size", 1)
-        self.interval = _check_seconds(interval, "interval")
+        self.chunk = _args.count(chunk, "chunk size", 1)
+        self.interval = _args.duration(interval, "interval")
 
     def _repr_args(self) -> list[str]:
         return [show_bytes(self.data), f"chunk={self.chunk}", f"interval={self.interval}"]
@@ -580,7 +551,7 @@ class Delay(Step):
     """Pause for *seconds* (interrupted at once by ``stop()``)."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = _check_seconds(seconds, "delay")
+        self.seconds = _args.duration(seconds, "delay")
 
     def _repr_args(self) -> list[str]:
         return [repr(self.seconds)]
@@ -611,7 +582,7 @@ class Hang(Step):
     *seconds* pass (None: no limit of its own). Bytes that arrive are recorded."""
 
     def __init__(self, seconds: float | None = None) -> None:
-        self.seconds = None if seconds is None else _check_seconds(seconds, "hang time")
+        self.seconds = None if seconds is None else _args.duration(seconds, "hang time")
 
     def _repr_args(self) -> list[str]:
         return [] if self.seconds is None else [repr(self.seconds)]

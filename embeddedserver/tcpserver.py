@@ -58,21 +58,18 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from . import _args
+from ._args import JOIN_TIMEOUT, TCPSERVER_TIMEOUT
 from ._connection import Connection, ServerStopped, StepFailed, Waker, _poll_ms
-from ._listen import _check_seconds
+from ._listen import listen_tcp
 from ._tcpmessages import _explain, _Planned, _unread_failure
 from .record import ConnectionRecord, Failure, render_transcript, show_bytes
-from .servers import JOIN_TIMEOUT, listen_tcp
 from .steps import Close, Expect, ExpectClose, ExpectFrame, Send, SendFrame
 
-__all__ = ["TCPSERVER_TIMEOUT", "Join", "TcpServer"]
+__all__ = ["Join", "TcpServer"]
 
 # The logger keeps the name it had when this code lived in the pytest plugin.
 log = logging.getLogger("embeddedserver.pytest")
-
-#: Seconds a tcpserver step waits when neither the step, the server nor the
-#: ``embeddedserver_timeout`` ini setting says otherwise.
-TCPSERVER_TIMEOUT = 1.0
 
 _RDHUP = getattr(select, "POLLRDHUP", 0)
 
@@ -166,7 +163,7 @@ class TcpServer:
         name: str = "tcpserver",
         fail: Callable[[str], NoReturn] | None = None,
     ) -> None:
-        self.timeout = _check_seconds(timeout, "timeout")
+        self.timeout = _args.timeout(timeout)
         self.name = name
         self._fail_test = fail or _raise_assertion
         self._lock = threading.Lock()
@@ -271,7 +268,7 @@ class TcpServer:
         self._add(_Planned("disconnect()", "close", self.timeout, Close()))
 
     def _timeout(self, timeout: float | None) -> float:
-        return self.timeout if timeout is None else _check_seconds(timeout, "timeout")
+        return self.timeout if timeout is None else _args.timeout(timeout)
 
     def _add(self, planned: _Planned) -> None:
         __tracebackhide__ = True
