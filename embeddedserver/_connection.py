@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE
 from .record import ConnectionRecord, Failure, show_bytes
 from .steps import (
     Call,
@@ -428,7 +429,7 @@ class Connection:
                 pass
         else:
             self.sock.shutdown(socket.SHUT_WR)
-        self.record.add("note", text="server shut its write side (half-close)")
+        self.record.add("note", text=f"{SERVER_EOF_NOTE} (half-close)")
 
     def _finish(self, how: str, tls_goodbye: bool = True) -> None:
         if not self.open:
@@ -556,7 +557,7 @@ class Connection:
         if inbox.eof and isinstance(step, (ExpectClose, ReadUntilClose)):
             # The client shut its write side; it may still read, so later steps (a reply
             # to a half-closed client) still run. The close at the end says who went first.
-            self.record.add("note", text="client closed its side (EOF)")
+            self.record.add("note", text=f"{CLIENT_EOF_NOTE} (EOF)")
         return chunk
 
     def _hang(self, seconds: float | None) -> None:

@@ -37,14 +37,15 @@ from typing import Any, TypeVar
 
 from . import _args
 from ._args import DEFAULT_TIMEOUT
+from ._text import format_address, plural
 from .record import ConnectionRecord, Failure, render_transcript
 
 __all__ = ["listen_tcp"]
 
-# The servers' logger (every module that serves imports this one, which gives it its
-# NullHandler); subclasses of _ServingBase may log to a child of it.
-log = logging.getLogger("embeddedserver")
-log.addHandler(logging.NullHandler())
+# The package's logger gets its NullHandler here (every module that serves imports this
+# one); each part logs to a child named after its module.
+logging.getLogger("embeddedserver").addHandler(logging.NullHandler())
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------
@@ -207,13 +208,6 @@ def _listen_unix(path: str, backlog: int) -> socket.socket:
     return sock
 
 
-def _describe_address(host: str | None, port: int | None, path: str | None) -> str:
-    """'127.0.0.1:8080', 'unix:/tmp/s.sock', or 'unix:@name' for an abstract socket."""
-    if path is None:
-        return f"[{host}]:{port}" if host and ":" in host else f"{host}:{port}"
-    return "unix:" + ("@" + path[1:] if path.startswith("\0") else path)
-
-
 # ---------------------------------------------------------------------------
 # shared bookkeeping
 # ---------------------------------------------------------------------------
@@ -272,7 +266,7 @@ class _ServingBase:
             self._listeners = [_listen_unix(path, backlog)]
             self.host = self._port = None
             self.addresses = [path]
-        self._where = _describe_address(self.host, self._port, path)
+        self._where = format_address(path if path is not None else (self.host, self._port))
 
     @property
     def port(self) -> int:
@@ -337,7 +331,7 @@ class _ServingBase:
         return "\n\n".join([self._report_head(len(errors)), *body])
 
     def _report_head(self, count: int) -> str:
-        return f"{type(self).__name__} on {self._where}: {count} failure{'s' if count != 1 else ''}"
+        return f"{type(self).__name__} on {self._where}: {plural(count, 'failure')}"
 
     def transcript(self) -> str:
         """Every connection so far, as readable text (see ``ConnectionRecord.render``)."""

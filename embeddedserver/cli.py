@@ -37,8 +37,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._text import format_address, plural, unescape
+
 # The console helpers live with the demo, which must not import this module.
-from .demo import PROG, _emit, _plural, run_demo
+from .demo import PROG, _emit, run_demo
 from .record import ConnectionRecord, Event, show_bytes
 from .servers import CommandServer
 from .steps import (
@@ -68,7 +70,7 @@ from .steps import (
     http_response,
 )
 
-__all__ = ["main", "parse_step", "run_demo", "unescape"]
+__all__ = ["main", "parse_step"]
 
 #: The CLI's default read timeout: longer than the library's, for clients typed by hand.
 CLI_TIMEOUT = 30.0
@@ -88,46 +90,6 @@ class _BadStep(ValueError):
 
 #: Separates per-connection scripts: ``reset next recv http:200:ok``.
 NEXT = "next"
-
-_ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "\\": b"\\"}
-
-
-def unescape(text: str) -> bytes:
-    """Decode the CLI's backslash escapes: ``\\r \\n \\t \\0 \\\\`` and ``\\xNN`` (one raw
-    byte). Other characters are UTF-8 encoded. Raises ValueError on any other escape.
-
-    >>> unescape(r"GET / HTTP/1.1\\r\\n\\x00é")
-    b'GET / HTTP/1.1\\r\\n\\x00\\xc3\\xa9'
-    """
-    out = bytearray()
-    i = 0
-    while i < len(text):
-        at = text.find("\\", i)
-        if at < 0:
-            at = len(text)
-        out += text[i:at].encode("utf-8", "surrogateescape")
-        if at == len(text):
-            break
-        code = text[at + 1 : at + 2]
-        if code in _ESCAPES:
-            out += _ESCAPES[code]
-            i = at + 2
-        elif code == "x" and len(text) >= at + 4 and _is_hex(text[at + 2 : at + 4]):
-            out.append(int(text[at + 2 : at + 4], 16))
-            i = at + 4
-        elif not code:
-            raise ValueError("a lone backslash at the end: write \\\\ for a backslash")
-        else:
-            bad = text[at : at + 4] if code == "x" else text[at : at + 2]
-            raise ValueError(
-                f"unknown escape {bad!r}: use \\r \\n \\t \\0 \\\\ or \\xNN (two hex digits)"
-            )
-    return bytes(out)
-
-
-def _is_hex(text: str) -> bool:
-    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
-
 
 def _number(value: str, what: str, minimum: int = 0) -> int:
     try:
@@ -389,18 +351,11 @@ def _event_line(record: ConnectionRecord, event: Event, width: int) -> str:
     if event.kind == "note":
         text = event.text
         if text == "connected":
-            text += f" from {_peer(record.peer)}"
+            text += f" from {format_address(record.peer)}"
         return head + text
     arrow = "<- client" if event.kind == "recv" else "-> server"
     note = f"  {event.text}" if event.text else ""
     return f"{head}{arrow} {len(event.data)} bytes  {show_bytes(event.data, width)}{note}"
-
-
-def _peer(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-        return f"{host}:{peer[1]}"
-    return str(peer)
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -469,7 +424,7 @@ def _serve_until_done(
     server: CommandServer, scripts: list[tuple[Step, ...]], args: argparse.Namespace,
     live: _LiveTranscript,
 ) -> int:
-    how = f"served {_plural(args.count or 0, 'connection')}"
+    how = f"served {plural(args.count or 0, 'connection')}"
     try:
         live.print(str(server.port))  # first line, alone, for scripts to read
         if not args.quiet:
@@ -485,18 +440,18 @@ def _serve_until_done(
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (_Interrupted)
         server.stop()
         name = "SIGTERM" if isinstance(exc, _Interrupted) else "Ctrl-C"
-        how = f"stopped by {name} after {_plural(len(server.connections), 'connection')}"
+        how = f"stopped by {name} after {plural(len(server.connections), 'connection')}"
     server.stop()
     failures = list(server.errors)
-    summary = f"{how}: " + (_plural(len(failures), "failure") if failures else "no failures")
+    summary = f"{how}: " + (plural(len(failures), "failure") if failures else "no failures")
     live.print(summary if not failures else f"{summary}\n\n{server.failure_report()}")
     return 1 if failures else 0
 
 
 def _banner(server: CommandServer, scripts: list[tuple[Step, ...]],
             args: argparse.Namespace) -> str:
-    where = " and ".join(_peer(a) for a in server.addresses)
-    until = f"until {_plural(args.count, 'connection')} served" if args.count else "until Ctrl-C"
+    where = " and ".join(format_address(a) for a in server.addresses)
+    until = f"until {plural(args.count, 'connection')} served" if args.count else "until Ctrl-C"
     mode = ", concurrently" if args.concurrent else ""
     lines = [f"serving on {where} {until}{mode}"]
     for n, script in enumerate(scripts, 1):

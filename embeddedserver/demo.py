@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._text import plural
 from .servers import CommandServer
 from .steps import (
     Drip,
@@ -69,10 +70,6 @@ def _emit(text: str = "") -> None:
         print(text, flush=True)
     except (BrokenPipeError, ValueError):
         pass
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 # ---------------------------------------------------------------------------
@@ -300,7 +297,7 @@ def _run_scenario(number: int, total: int, scenario: _Scenario) -> str | None:
                 for f in failures]
     if len(failures) != scenario.server_failures:
         problem = problem or (
-            f"the server recorded {_plural(len(failures), 'failure')}, "
+            f"the server recorded {plural(len(failures), 'failure')}, "
             f"expected {scenario.server_failures}"
         )
     if problem is None:

@@ -45,7 +45,7 @@ from .tcpserver import TcpServer, _StreamClient
 
 __all__ = ["CommandServerFactory", "TcpServerFactory", "read_frame", "write_frame"]
 
-log = logging.getLogger("embeddedserver.pytest")  # the logger of embeddedserver.tcpserver too
+log = logging.getLogger(__name__)
 
 _FRAME = struct.Struct(">I")
 _LOOPBACK = ("127.0.0.1", "::1")

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._text import format_address
+
 __all__ = [
     "ConnectionRecord",
     "Event",
@@ -102,7 +104,7 @@ class ConnectionRecord:
         """The events as text under a head line saying how the connection ended:
         ``ended``, else *ending* (how it is about to end: a failure report is made just
         before the connection is closed), else "open". *tail*: only the last events."""
-        head = f"connection #{self.number} from {_peer(self.peer)}"
+        head = f"connection #{self.number} from {format_address(self.peer)}"
         ended = self.ended or ending
         lines = [head + (f" [{ended}]" if ended else " [open]")]
         events = self.events if tail is None else self.events[-tail:]
@@ -119,13 +121,6 @@ class ConnectionRecord:
                     f"{show_bytes(e.data, width)}" + (f"  {e.text}" if e.text else "")
                 )
         return "\n".join(lines)
-
-
-def _peer(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-        return f"{host}:{peer[1]}"
-    return repr(peer) if peer else "(unnamed peer)"
 
 
 def render_transcript(records: Iterable[ConnectionRecord]) -> str:
@@ -162,7 +157,7 @@ class Failure:
         """The full, multi-line explanation shown by ``check()``."""
         where = []
         if self.connection is not None:
-            where.append(f"connection #{self.connection} from {_peer(self.peer)}")
+            where.append(f"connection #{self.connection} from {format_address(self.peer)}")
         if self.step_index is not None:
             where.append(f"step {self.step_index} of {self.script_length}: {self.step!r}")
         lines = [(", ".join(where) + ": " if where else "") + self.summary]

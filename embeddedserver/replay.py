@@ -59,14 +59,12 @@ from . import _args
 from ._args import DEFAULT_TIMEOUT
 from ._connection import Waker, _poll_ms
 from ._listen import (
-    _describe_address,
     _ServingBase,
     _unix_path,
 )
+from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE, format_address
 from .record import ConnectionRecord, Failure
 from .scriptfile import (  # the notes it reads back, and its public API
-    _CLIENT_EOF,
-    _SERVER_EOF,
     FORMAT_HEADER,
     ReadLike,
     ScriptSyntaxError,
@@ -87,7 +85,7 @@ __all__ = [
     "save_script",
 ]
 
-log = logging.getLogger("embeddedserver.replay")
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------
 # the recording proxy
@@ -358,11 +356,11 @@ class RecordingProxy(_ServingBase):
             return
         if from_client:
             pipe.client_eof = True
-            record.add("note", text=f"{_CLIENT_EOF} (EOF)")
+            record.add("note", text=f"{CLIENT_EOF_NOTE} (EOF)")
             record.ended = record.ended or "client closed"
         else:
             pipe.upstream_eof = True
-            record.add("note", text=f"{_SERVER_EOF} (EOF from the real server)")
+            record.add("note", text=f"{SERVER_EOF_NOTE} (EOF from the real server)")
             record.ended = record.ended or "server closed"
         self._write(pipe, to_client=not from_client)  # passes the EOF on once drained
 
@@ -427,7 +425,7 @@ def _resolve_target(target: Any) -> tuple[str, int, Any]:
         family = getattr(socket, "AF_UNIX", None)
         if family is None:
             raise OSError(errno.EAFNOSUPPORT, "Unix-domain sockets are not available here")
-        return _describe_address(None, None, target), family, target
+        return format_address(target), family, target
     if (
         isinstance(target, Sequence) and len(target) == 2
         and isinstance(target[0], str) and target[0]
@@ -440,7 +438,7 @@ def _resolve_target(target: Any) -> tuple[str, int, Any]:
         except socket.gaierror as exc:
             raise OSError(f"cannot resolve the real server {host!r}: {exc}") from exc
         family, _, _, _, address = infos[0]
-        return _describe_address(host, port, None), family, address
+        return format_address((host, port)), family, address
     raise TypeError(
         f"target must be (host, port) of the real server, or a Unix socket path, "
         f"not {target!r}"

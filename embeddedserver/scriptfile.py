@@ -70,6 +70,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import _args
+from ._text import CLIENT_EOF_NOTE, ESCAPES_ACCEPTED, SERVER_EOF_NOTE, BadEscape, unescape
 from .record import ConnectionRecord, show_bytes
 from .steps import (
     RECEIVE,
@@ -103,22 +104,16 @@ __all__ = [
     "save_script",
 ]
 
-log = logging.getLogger("embeddedserver.scriptfile")
+log = logging.getLogger(__name__)
 
 #: The first line ``format_script`` writes (a comment: the reader does not require it).
 FORMAT_HEADER = "# embeddedserver script 1 (format: see the embeddedserver.scriptfile module)"
-
-# Transcript notes the engine (``Connection``) and ``RecordingProxy`` write when a side
-# shuts; the writer turns them into ``expect close`` and ``half-close``.
-_CLIENT_EOF = "client closed its side"
-_SERVER_EOF = "server shut its write side"
 
 # ---------------------------------------------------------------------------
 # text helpers: quoting bytes for the file, and telling text from binary
 # ---------------------------------------------------------------------------
 
 _NAMED = {"\\": "\\\\", '"': '\\"', "\r": "\\r", "\n": "\\n", "\t": "\\t"}
-_UNESCAPE = {"\\": b"\\", '"': b'"', "r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0"}
 _WIDTH = 76  # escaped characters per quoted piece before the writer starts another
 
 
@@ -211,11 +206,11 @@ def _record_lines(record: ConnectionRecord, timing: bool, min_delay: float) -> l
                 block = _Block("server:")
             block.data += event.data
             last_at = event.at
-        elif event.kind == "note" and event.text.startswith(_CLIENT_EOF):
+        elif event.kind == "note" and event.text.startswith(CLIENT_EOF_NOTE):
             flush()
             lines.append("expect close")
             expected_close = True
-        elif event.kind == "note" and event.text.startswith(_SERVER_EOF):
+        elif event.kind == "note" and event.text.startswith(SERVER_EOF_NOTE):
             flush()
             if any(e.kind == "recv" and e.data for e in events[index + 1 :]):
                 lines.append("half-close")
@@ -399,7 +394,6 @@ class _Section:
 
 
 _STRING_BODY = re.compile(r'(?:[^"\\]|\\.)*')  # the text up to the closing quote
-_ESCAPE = re.compile(r"(\\x[0-9a-fA-F]{2}|\\.)")  # split() keeps the escapes
 _HEX_RUN = re.compile(r'[^"#]*')  # a hex run ends at a quote, a comment or the line end
 
 _KEYWORDS = (
@@ -453,19 +447,12 @@ class _Lexer:
         assert body is not None  # the pattern matches the empty string
         if body.end() >= len(rest) or rest[body.end()] != '"':
             raise self.error('unterminated quoted text: end it with a "')
-        for n, part in enumerate(_ESCAPE.split(body.group())):
-            if not n % 2:  # text between escapes
-                out += part.encode("utf-8")
-            elif part[1] in _UNESCAPE:
-                out += _UNESCAPE[part[1]]
-            elif len(part) == 4:  # \xHH
-                out.append(int(part[2:], 16))
-            else:
-                at = rest.index(part, pos)
-                raise self.error(
-                    f"unknown escape {rest[at : at + 4]!r} in quoted text; use \\r \\n \\t "
-                    f'\\0 \\\\ \\" or \\xHH (two hex digits)'
-                )
+        try:
+            out += unescape(body.group())
+        except BadEscape as exc:
+            raise self.error(
+                f"unknown escape {exc.escape!r} in quoted text; use {ESCAPES_ACCEPTED}"
+            ) from None
         return body.end() + 1
 
     def _hex(self, rest: str, pos: int, out: bytearray) -> int:

@@ -116,7 +116,7 @@ __all__ = [
     "server_for_test",
 ]
 
-log = logging.getLogger("embeddedserver")  # embeddedserver._listen gives it its NullHandler
+log = logging.getLogger(__name__)
 
 #: Linux wakes a thread blocked in accept() when another shuts the listener down.
 _SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
@@ -161,6 +161,8 @@ class CommandServer(_ServingBase):
     ``check()``, ``wait_for_connections()``, ``wait_idle()``, ``stop()``. Subclasses may
     override ``_on_chunk`` and ``_on_connection_end``.
     """
+
+    _log = log
 
     def __init__(
         self,

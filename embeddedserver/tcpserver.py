@@ -63,13 +63,13 @@ from ._args import JOIN_TIMEOUT, TCPSERVER_TIMEOUT
 from ._connection import Connection, ServerStopped, StepFailed, Waker, _poll_ms
 from ._listen import listen_tcp
 from ._tcpmessages import _explain, _Planned, _unread_failure
+from ._text import format_address
 from .record import ConnectionRecord, Failure, render_transcript, show_bytes
 from .steps import Close, Expect, ExpectClose, ExpectFrame, Send, SendFrame
 
 __all__ = ["Join", "TcpServer"]
 
-# The logger keeps the name it had when this code lived in the pytest plugin.
-log = logging.getLogger("embeddedserver.pytest")
+log = logging.getLogger(__name__)
 
 _RDHUP = getattr(select, "POLLRDHUP", 0)
 
@@ -81,11 +81,6 @@ _RDHUP = getattr(select, "POLLRDHUP", 0)
 def _raise_assertion(message: str) -> NoReturn:
     __tracebackhide__ = True
     raise AssertionError(message)
-
-
-def _address(peer: Any) -> str:
-    host = str(peer[0])
-    return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
 
 
 def _client_gone(sock: socket.socket) -> bool:
@@ -436,12 +431,12 @@ class TcpServer:
         for client in self._streams.values():
             if client.closed and not client.wait_closed_awaited:
                 problems.append(
-                    f"the client from {_address(client.address)} called writer.close() but "
+                    f"the client from {format_address(client.address)} called writer.close() but "
                     "never awaited writer.wait_closed(): add `await writer.wait_closed()`"
                 )
         for entry in self._pending:
             problems.append(
-                f"connection #{entry.record.number} from {_address(entry.record.peer)} was "
+                f"connection #{entry.record.number} from {format_address(entry.record.peer)} was "
                 "accepted but no expect_connect() step took it"
             )
         return problems
@@ -597,7 +592,7 @@ class TcpServer:
         self._abort(Failure(
             "second connection",
             f"a second connection arrived while connection #{busy.record.number} from "
-            f"{_address(busy.record.peer)} was still being served; a tcpserver serves one "
+            f"{format_address(busy.record.peer)} was still being served; a tcpserver serves one "
             "client at a time (close the first connection first, or use tcpserver_factory() "
             "for a server per client)",
             connection=record.number, peer=peer,

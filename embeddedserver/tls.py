@@ -54,7 +54,7 @@ __all__ = [
     "PlaintextReply",
 ]
 
-log = logging.getLogger("embeddedserver.tls")
+log = logging.getLogger(__name__)
 
 #: The names a ``LocalTLS`` server certificate is valid for by default.
 TLS_HOSTNAMES = ("localhost", "127.0.0.1", "::1")

@@ -29,8 +29,8 @@ from .recording import TestingSocket
 
 __all__ = ["SocketCapture", "capture_sockets"]
 
-# One logger for TestingSocket and its capture, so that one name configures both.
-logger = logging.getLogger("testingsocket")
+# A child of the "testingsocket" logger, as recording's is: that one name configures both.
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------

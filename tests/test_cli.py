@@ -29,7 +29,8 @@ import pytest
 from _readme import readme_section
 
 import embeddedserver.cli
-from embeddedserver.cli import main, parse_step, unescape
+from embeddedserver._text import unescape
+from embeddedserver.cli import main, parse_step
 from embeddedserver.steps import (
     AcceptAndClose,
     Close,

@@ -15,7 +15,8 @@ import pytest
 
 import embeddedserver
 import embeddedserver._listen
-from embeddedserver._listen import _describe_address, listen_tcp
+from embeddedserver import listen_tcp
+from embeddedserver._text import format_address
 
 CLIENT_TIMEOUT = 10.0
 
@@ -72,4 +73,4 @@ def test_listen_tcp_rejects_bad_arguments_naming_them(
 def test_an_address_is_described_as_messages_show_it(
     host: str | None, port: int | None, path: str | None, shown: str
 ) -> None:
-    assert _describe_address(host, port, path) == shown
+    assert format_address(path if path is not None else (host, port)) == shown

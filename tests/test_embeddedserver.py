@@ -846,7 +846,7 @@ def test_events_go_to_the_embeddedserver_logger(caplog: pytest.LogCaptureFixture
         sock.sendall(b"B")
         end_of_stream(sock)
         srvr.wait_idle()
-    ours = [r for r in caplog.records if r.name == "embeddedserver"]
+    ours = [r for r in caplog.records if r.name == "embeddedserver.servers"]
     messages = [r.getMessage() for r in ours]
     assert f"[:{srvr.port}] #1 connected" in messages
     assert f"[:{srvr.port}] #1 read 4 bytes: b'ping'" in messages

@@ -602,7 +602,7 @@ def test_any_bytes_survive_writing_and_reading(turns: list[tuple[bool, bytes]]) 
     [
         ('# header\nconnection\nsever: "x"\n', 3,
          r"unknown step 'sever:' \(did you mean 'server:'\?\)"),
-        ('server: "a\\qb"\n', 1, r"unknown escape '\\\\qb\"' in quoted text"),
+        ('server: "a\\qb"\n', 1, r"unknown escape '\\\\q' in quoted text"),
         ('server: "abc\n', 1, "unterminated quoted text"),
         ("server: hex 0d 0\n", 1, "bad hex '0': write bytes as pairs of hex digits"),
         ("server: hex 0d zz\n", 1, "bad hex 'zz'"),
