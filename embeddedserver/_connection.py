@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._match import Inbox, Mismatch
 from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE
 from .record import ConnectionRecord, Failure, show_bytes
 from .steps import (
@@ -34,8 +35,6 @@ from .steps import (
     ExpectClose,
     HalfClose,
     Hang,
-    Inbox,
-    Mismatch,
     ReadStep,
     ReadUntilClose,
     Reset,
@@ -43,7 +42,7 @@ from .steps import (
     Step,
 )
 
-__all__ = ["RECV_SIZE", "Connection", "ServerStopped", "StepFailed", "Waker"]
+__all__ = ["RECV_SIZE", "Connection", "ServerStopped", "StepFailed", "Waker", "poll_ms"]
 
 #: Bytes asked for by one read: large, so that a big upload takes few system calls.
 RECV_SIZE = 256 * 1024
@@ -119,7 +118,7 @@ _ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _MAX_POLL_MS = 2**31 - 1
 
 
-def _poll_ms(deadline: float) -> int:
+def poll_ms(deadline: float) -> int:
     """Milliseconds left until *deadline* (monotonic), rounded up, as poll() takes them."""
     left = (deadline - time.monotonic()) * 1000 + 0.999
     return max(0, int(left)) if left < _MAX_POLL_MS else _MAX_POLL_MS
@@ -213,7 +212,7 @@ class Connection:
             if deadline is None:
                 ms = None
             else:
-                ms = _poll_ms(deadline)
+                ms = poll_ms(deadline)
             ready = poller.poll(ms)
             if not ready:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -236,7 +235,7 @@ class Connection:
         deadline = time.monotonic() + seconds
         poller = self._wake_poller()
         while True:
-            if poller.poll(_poll_ms(deadline)):
+            if poller.poll(poll_ms(deadline)):
                 raise ServerStopped()
             if time.monotonic() >= deadline:
                 return

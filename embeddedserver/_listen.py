@@ -14,7 +14,7 @@ TCP listeners (two for ``"localhost"``: 127.0.0.1 and ::1 on the same port), wit
 getaddrinfo() for an IP literal; ``_listen_unix`` opens a Unix-domain socket, whose file
 the listener removes when it closes (only if the file is still the one it made).
 
-``_ServingBase`` is what ``embeddedserver.CommandServer`` and
+``ServingBase`` is what ``embeddedserver.CommandServer`` and
 ``embeddedserver.replay.RecordingProxy`` have in common once they listen: their address, the
 connections and failures they record, the report ``check()`` raises, the context
 manager, and the waits on the counts of accepted and finished connections. Serving
@@ -40,7 +40,7 @@ from ._args import DEFAULT_TIMEOUT
 from ._text import format_address, plural
 from .record import ConnectionRecord, Failure, render_transcript
 
-__all__ = ["listen_tcp"]
+__all__ = ["ServingBase", "check_unix_path", "listen_tcp"]
 
 # The package's logger gets its NullHandler here (every module that serves imports this
 # one); each part logs to a child named after its module.
@@ -159,7 +159,7 @@ class _UnixListener(socket.socket):
             log.debug("socket file %r not removed: %s", path, exc)
 
 
-def _unix_path(path: Any, host: Any, port: Any) -> str | None:
+def check_unix_path(path: Any, host: Any, port: Any) -> str | None:
     """Check ``path=``: a filesystem path, or a Linux abstract name starting with NUL."""
     if path is None:
         return None
@@ -212,10 +212,10 @@ def _listen_unix(path: str, backlog: int) -> socket.socket:
 # shared bookkeeping
 # ---------------------------------------------------------------------------
 
-_ServingT = TypeVar("_ServingT", bound="_ServingBase")
+_ServingT = TypeVar("_ServingT", bound="ServingBase")
 
 
-class _ServingBase:
+class ServingBase:
     """The bookkeeping a fake server and the recording proxy (``embeddedserver.replay``) share:
     where they listen, the connections and failures recorded, the report ``check()``
     raises, the context manager, and the waits on the counts of accepted and finished

@@ -28,7 +28,18 @@ from .record import show_bytes
 if TYPE_CHECKING:
     from .steps import Expect, ReadStep
 
-__all__ = ["Inbox", "Mismatch"]
+__all__ = [
+    "AtLeast",
+    "Checked",
+    "Closed",
+    "Exact",
+    "Frame",
+    "Inbox",
+    "Matcher",
+    "Mismatch",
+    "ToEof",
+    "Until",
+]
 
 # ---------------------------------------------------------------------------
 # the mismatch: a read step that can never complete
@@ -57,7 +68,7 @@ class Mismatch(Exception):
 # ---------------------------------------------------------------------------
 
 
-class _Matcher:
+class Matcher:
     """Per-execution state of a read step. ``check`` returns the byte count the step
     consumes when complete, None while incomplete, and raises Mismatch if impossible."""
 
@@ -65,7 +76,7 @@ class _Matcher:
         raise NotImplementedError
 
 
-class _AtLeast(_Matcher):
+class AtLeast(Matcher):
     """``Receive``: complete once *n* bytes are buffered; takes all of them."""
 
     def __init__(self, n: int) -> None:
@@ -75,7 +86,7 @@ class _AtLeast(_Matcher):
         return len(buffer) if len(buffer) >= self.n else None
 
 
-class _Until(_Matcher):
+class Until(Matcher):
     """``ReadUntil``, ``ReadLine``: up to the end of the first *delimiter*."""
 
     def __init__(self, delimiter: bytes) -> None:
@@ -90,7 +101,7 @@ class _Until(_Matcher):
         return at + len(self.delimiter)
 
 
-class _Frame(_Matcher):
+class Frame(Matcher):
     """``ReadFrame``, ``ExpectFrame`` (with *payload*): one length-prefixed frame."""
 
     def __init__(self, packer: struct.Struct, payload: bytes | None, step: ReadStep) -> None:
@@ -118,7 +129,7 @@ class _Frame(_Matcher):
         return size + length if len(buffer) >= size + length else None
 
 
-class _ToEof(_Matcher):
+class ToEof(Matcher):
     """``ReadUntilClose``: everything, once the client has closed."""
 
     def check(self, buffer: bytearray, eof: bool) -> int | None:
@@ -143,7 +154,7 @@ def _compare(
     raise Mismatch(f"wrong bytes at offset {offset}", step.describe(), bytes(buffer[base:]), offset)
 
 
-class _Exact(_Matcher):
+class Exact(Matcher):
     """``Expect`` of exact bytes: fails at the first byte that differs."""
 
     def __init__(self, expected: bytes, step: ReadStep) -> None:
@@ -158,7 +169,7 @@ class _Exact(_Matcher):
         return len(self.expected) if end == len(self.expected) else None
 
 
-class _Checked(_Matcher):
+class Checked(Matcher):
     """``Expect`` of a regex or predicate, streaming or on one *within* unit."""
 
     def __init__(self, step: Expect) -> None:
@@ -185,7 +196,7 @@ class _Checked(_Matcher):
         return n
 
 
-class _Closed(_Matcher):
+class Closed(Matcher):
     """``ExpectClose``: EOF with nothing buffered; any byte fails it."""
 
     def check(self, buffer: bytearray, eof: bool) -> int | None:
@@ -226,7 +237,7 @@ class Inbox:
         self.buffer = bytearray()
         self.eof = False
         self.step: ReadStep | None = None
-        self._matcher: _Matcher | None = None
+        self._matcher: Matcher | None = None
 
     def begin(self, step: ReadStep) -> None:
         self.step = step

@@ -2,29 +2,31 @@
 
 Model
 -----
-Each ``TcpServer`` call such as ``expect_bytes(b"hi")`` appends a ``_Planned`` step: the
+Each ``TcpServer`` call such as ``expect_bytes(b"hi")`` appends a ``Planned`` step: the
 call as the user wrote it (its *label*, which is also its repr in a failure report), a
 *kind* (connect, bytes, frame, send, close, disconnect), its timeout and the engine step
 that ``Connection.run_step`` executes. The engine reports a ``Failure`` in its own terms
-(timeout, mismatch, closed, reset); ``_explain`` rewords it for the kind of call, e.g. a
-timeout on ``expect_disconnect()`` asks whether the client closed. ``_unread_failure``
+(timeout, mismatch, closed, reset); ``explain`` rewords it for the kind of call, e.g. a
+timeout on ``expect_disconnect()`` asks whether the client closed. ``unread_failure``
 words a client that closed with bytes the server sent still unread, exactly counted or
 estimated from what was sent since the client last spoke.
 
 Pure functions of their arguments: no socket, no thread, no lock. ``embeddedserver.tcpserver``
 builds the steps and calls these when a step fails; nothing here is public.
 
-Sections: planned steps - engine failures in tcpserver words - data left unread.
+Sections: planned steps and stream clients - engine failures in tcpserver words - data left
+unread.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .record import Failure, show_bytes
 from .steps import ReadStep, Step
 
-__all__: list[str] = []
+__all__ = ["Planned", "StreamClient", "explain", "unread_failure"]
 
 # ---------------------------------------------------------------------------
 # planned steps: what the user wrote, and the engine step
@@ -32,7 +34,7 @@ __all__: list[str] = []
 
 
 @dataclass(frozen=True)
-class _Planned:
+class Planned:
     """One step of a TcpServer script: what the user wrote, and the engine step."""
 
     label: str  # as the user wrote it, e.g. "expect_bytes(b'hi')"
@@ -47,13 +49,23 @@ class _Planned:
         return self.step.expected_bytes() if isinstance(self.step, ReadStep) else None
 
 
+@dataclass
+class StreamClient:
+    """What an instrumented asyncio stream client did with its connection."""
+
+    address: tuple[Any, ...]  # the client's (host, port): the server sees it as the peer
+    consumed: int = 0  # bytes its StreamReader handed to the application
+    closed: bool = False  # writer.close() was called
+    wait_closed_awaited: bool = False
+
+
 # ---------------------------------------------------------------------------
 # engine failures in tcpserver words
 # ---------------------------------------------------------------------------
 
 
-def _explain(
-    planned: _Planned, failure: Failure, unread: tuple[bytes, bool], steps: int
+def explain(
+    planned: Planned, failure: Failure, unread: tuple[bytes, bool], steps: int
 ) -> Failure:
     """Reword an engine failure in terms of the tcpserver call that added the step;
     *unread* is (bytes the client did not read, whether that is exact) after a reset."""
@@ -61,7 +73,7 @@ def _explain(
     want = planned.expected_bytes() or b""
     if planned.kind == "disconnect" and kind == "reset":
         if unread[0]:
-            return _unread_failure(
+            return unread_failure(
                 replace(failure, step=planned, script_length=steps), *unread, reset=True
             )
         summary = "the client reset the connection (ECONNRESET) instead of closing it"
@@ -108,7 +120,7 @@ def _explain(
 # ---------------------------------------------------------------------------
 
 
-def _unread_failure(failure: Failure, unread: bytes, exact: bool, reset: bool) -> Failure:
+def unread_failure(failure: Failure, unread: bytes, exact: bool, reset: bool) -> Failure:
     how = " (its close arrived as a reset, ECONNRESET)" if reset else ""
     if exact:
         summary = (

@@ -37,11 +37,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._text import format_address, plural, unescape
-
 # The console helpers live with the demo, which must not import this module.
-from .demo import PROG, _emit, run_demo
+from ._console import PROG, emit
+from ._text import format_address, plural, unescape
+from .demo import run_demo
 from .record import ConnectionRecord, Event, show_bytes
+from .scriptfile import load_script
 from .servers import CommandServer
 from .steps import (
     AcceptAndClose,
@@ -343,7 +344,7 @@ class _LiveTranscript:
 
     def print(self, text: str) -> None:
         with self._lock:
-            _emit(text)
+            emit(text)
 
 
 def _event_line(record: ConnectionRecord, event: Event, width: int) -> str:
@@ -387,8 +388,6 @@ def _load_plan(args: argparse.Namespace) -> tuple[Any, list[tuple[Step, ...]]]:
     """The plan and the per-connection listing, from STEP arguments or --script FILE."""
     if args.script is None:
         return _build_plan(args.steps)
-    from .replay import load_script
-
     plan = load_script(args.script, exact=args.exact, keep_timing=args.keep_timing)
     if isinstance(plan, PerConnection):
         return plan, list(plan.scripts)
@@ -601,5 +600,5 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse's way of saying "bad arguments" (or --help)
         return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:  # Ctrl-C during the demo
-        _emit("interrupted")
+        emit("interrupted")
         return 130

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._console import PROG, emit
 from ._text import plural
 from .servers import CommandServer
 from .steps import (
@@ -55,21 +56,9 @@ from .steps import (
 
 __all__ = ["run_demo"]
 
-#: The command as a user types it: the CLI's usage and the demo's closing hint show it.
-PROG = "python -m embeddedserver"
-
-
 # ---------------------------------------------------------------------------
 # console output
 # ---------------------------------------------------------------------------
-
-
-def _emit(text: str = "") -> None:
-    """Print one block of output at once; a closed stdout (a pipe) is not an error."""
-    try:
-        print(text, flush=True)
-    except (BrokenPipeError, ValueError):
-        pass
 
 
 # ---------------------------------------------------------------------------
@@ -304,7 +293,7 @@ def _run_scenario(number: int, total: int, scenario: _Scenario) -> str | None:
         out.append(f"  -> as designed: {scenario.lesson}")
     else:
         out.append(f"  -> NOT AS DESIGNED: {problem}")
-    _emit("\n".join(out) + "\n")
+    emit("\n".join(out) + "\n")
     return problem
 
 
@@ -326,7 +315,7 @@ def run_demo() -> int:
     Leaves no server, thread or socket behind.
     """
     scenarios = _scenarios()
-    _emit(
+    emit(
         f"embeddedserver demo: {len(scenarios)} scenarios. Each starts a scripted server on "
         "127.0.0.1\nand points a real standard-library client at it.\n"
     )
@@ -336,12 +325,12 @@ def run_demo() -> int:
         if problem is not None:
             problems.append(f"  [{number}] {scenario.title}: {problem}")
     if problems:
-        _emit(
+        emit(
             f"{len(problems)} of {len(scenarios)} scenarios did NOT behave as designed:\n"
             + "\n".join(problems)
         )
         return 1
-    _emit(
+    emit(
         f"All {len(scenarios)} scenarios behaved as designed.\n"
         f"Next: script such servers in your tests (see the README), or serve one from the "
         f"shell:\n  {PROG} headers http:200:hello"

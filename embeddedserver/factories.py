@@ -39,9 +39,10 @@ from typing import Any, NoReturn, Protocol
 
 from . import _args
 from ._args import TCPSERVER_TIMEOUT
+from ._tcpmessages import StreamClient
 from .record import Failure
 from .servers import CommandServer
-from .tcpserver import TcpServer, _StreamClient
+from .tcpserver import TcpServer
 
 __all__ = ["CommandServerFactory", "TcpServerFactory", "read_frame", "write_frame"]
 
@@ -158,7 +159,7 @@ class _StreamWatch:
         server = self._servers.get(peer[1])
         if server is None:
             return
-        client = _StreamClient(tuple(local[:2]))
+        client = StreamClient(tuple(local[:2]))
         if isinstance(reader, asyncio.StreamReader):
             for name in self._READS:
                 self._monkeypatch.setattr(reader, name, _counting(client, getattr(reader, name)))
@@ -170,7 +171,7 @@ class _StreamWatch:
 
 
 def _counting(
-    client: _StreamClient, read: Callable[..., Awaitable[bytes]]
+    client: StreamClient, read: Callable[..., Awaitable[bytes]]
 ) -> Callable[..., Awaitable[bytes]]:
     @functools.wraps(read)
     async def counted(*args: Any, **kwargs: Any) -> bytes:
@@ -190,7 +191,7 @@ def _counting(
     return counted
 
 
-def _noting_close(client: _StreamClient, close: Callable[[], None]) -> Callable[[], None]:
+def _noting_close(client: StreamClient, close: Callable[[], None]) -> Callable[[], None]:
     @functools.wraps(close)
     def noted() -> None:
         if sys._getframe(1).f_code.co_name != "__del__":  # the garbage collector's close
@@ -201,7 +202,7 @@ def _noting_close(client: _StreamClient, close: Callable[[], None]) -> Callable[
 
 
 def _noting_wait_closed(
-    client: _StreamClient, wait_closed: Callable[[], Awaitable[None]]
+    client: StreamClient, wait_closed: Callable[[], Awaitable[None]]
 ) -> Callable[[], Awaitable[None]]:
     @functools.wraps(wait_closed)
     async def noted() -> None:

@@ -57,33 +57,19 @@ from typing import Any
 
 from . import _args
 from ._args import DEFAULT_TIMEOUT
-from ._connection import Waker, _poll_ms
+from ._connection import Waker, poll_ms
 from ._listen import (
-    _ServingBase,
-    _unix_path,
+    ServingBase,
+    check_unix_path,
 )
 from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE, format_address
 from .record import ConnectionRecord, Failure
 from .scriptfile import (  # the notes it reads back, and its public API
-    FORMAT_HEADER,
-    ReadLike,
-    ScriptSyntaxError,
     format_script,
-    load_script,
-    parse_script,
     save_script,
 )
 
-__all__ = [
-    "FORMAT_HEADER",
-    "ReadLike",
-    "RecordingProxy",
-    "ScriptSyntaxError",
-    "format_script",
-    "load_script",
-    "parse_script",
-    "save_script",
-]
+__all__ = ["RecordingProxy"]
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +103,7 @@ class _Pipe:
         return [s for s in (self.client, self.upstream) if s is not None]
 
 
-class RecordingProxy(_ServingBase):
+class RecordingProxy(ServingBase):
     """Forward connections to a real server and record each conversation.
 
     ``RecordingProxy(target)`` listens before it returns (on a free loopback port, or
@@ -161,7 +147,7 @@ class RecordingProxy(_ServingBase):
         # The servers' rules: a wrong type is a TypeError, a wrong number a ValueError.
         self.timeout = _args.timeout(timeout)
         _args.backlog(backlog)
-        unix_path = _unix_path(path, host, port)
+        unix_path = check_unix_path(path, host, port)
         if unix_path is None:
             _args.host(host)
             _args.port(port)
@@ -234,7 +220,7 @@ class RecordingProxy(_ServingBase):
                 for pipe in pipes:
                     self._register(poller, pipe, owners)
                 deadlines = [p.deadline for p in pipes if p.connecting]
-                ready = poller.poll(_poll_ms(min(deadlines)) if deadlines else None)
+                ready = poller.poll(poll_ms(min(deadlines)) if deadlines else None)
                 if any(fd == self._waker.rfd for fd, _ in ready):
                     return
                 for fd, events in ready:

@@ -81,6 +81,7 @@ from .steps import (
     ExpectRegex,
     HalfClose,
     Hang,
+    Matcher,
     PerConnection,
     ReadLine,
     ReadStep,
@@ -90,7 +91,6 @@ from .steps import (
     Reset,
     Send,
     Step,
-    _Matcher,
     compile_script,
 )
 
@@ -354,11 +354,11 @@ class ReadLike(ReadStep):
             parts.append(f"{self.tail} byte{'s' if self.tail != 1 else ''}")
         return f"{' then '.join(parts)} (like {show_bytes(self.sample, 40)})"
 
-    def matcher(self) -> _Matcher:
+    def matcher(self) -> Matcher:
         return _LinesThenBytes(self.lines, self.tail)
 
 
-class _LinesThenBytes(_Matcher):
+class _LinesThenBytes(Matcher):
     def __init__(self, lines: int, tail: int) -> None:
         self.lines = lines
         self.tail = tail

@@ -45,74 +45,20 @@ from . import _args
 from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
 from ._connection import RECV_SIZE, Connection, ServerStopped, StepFailed, Waker
 from ._listen import (
-    _ServingBase,
-    _unix_path,
-    listen_tcp,
+    ServingBase,
+    check_unix_path,
 )
 from .record import ConnectionRecord, Event, Failure
 from .steps import (
-    RECEIVE,
-    AcceptAndClose,
-    Call,
-    Close,
-    Delay,
-    Drip,
-    Expect,
-    ExpectClose,
-    ExpectFrame,
-    ExpectRegex,
-    Garbage,
-    HalfClose,
-    Hang,
     PerConnection,
-    ReadFrame,
-    ReadLine,
-    ReadUntil,
-    ReadUntilClose,
-    Receive,
-    Reset,
-    Send,
-    SendFrame,
     Step,
     compile_script,
-    http_response,
 )
 
 __all__ = [
-    "RECEIVE",
-    "AcceptAndClose",
     "AsyncioCommandServer",
-    "Call",
-    "Close",
     "CommandServer",
-    "Connection",
-    "ConnectionRecord",
-    "Delay",
-    "Drip",
-    "Expect",
-    "ExpectClose",
-    "ExpectFrame",
-    "ExpectRegex",
-    "Failure",
-    "Garbage",
-    "HalfClose",
-    "Hang",
     "OneShotServer",
-    "PerConnection",
-    "ReadFrame",
-    "ReadLine",
-    "ReadUntil",
-    "ReadUntilClose",
-    "Receive",
-    "Reset",
-    "Send",
-    "SendFrame",
-    "ServerStopped",
-    "Step",
-    "StepFailed",
-    "compile_script",
-    "http_response",
-    "listen_tcp",
     "server_for_test",
 ]
 
@@ -130,7 +76,7 @@ _SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
 _ServerT = TypeVar("_ServerT", bound="CommandServer")
 
 
-class CommandServer(_ServingBase):
+class CommandServer(ServingBase):
     """A fake TCP server that runs a script against each client connection.
 
     ``CommandServer(commands)`` binds and listens before it returns, then serves on its
@@ -204,7 +150,7 @@ class CommandServer(_ServingBase):
         self._stopped_inside = False  # stop() was called by a server thread
         # One TCP listener on Linux: a blocking accept(), which stop() ends by shutting
         # the listener down. Else poll() on the listeners and the wake-up pipe.
-        unix_path = _unix_path(path, host, port)
+        unix_path = check_unix_path(path, host, port)
         self._blocking_accept = (
             _SHUTDOWN_WAKES_ACCEPT and unix_path is None and host != "localhost"
         )

@@ -39,38 +39,31 @@ from typing import Any, TypeAlias
 
 from . import _args
 from ._match import (
-    Inbox,
-    Mismatch,
-    _AtLeast,
-    _Checked,
-    _Closed,
-    _Exact,
-    _Frame,
-    _Matcher,
-    _ToEof,
-    _Until,
+    AtLeast,
+    Checked,
+    Closed,
+    Exact,
+    Frame,
+    Matcher,
+    ToEof,
+    Until,
 )
-from .record import ConnectionRecord, Event, Failure, render_transcript, show_bytes
+from .record import show_bytes
 
 __all__ = [
     "RECEIVE",
     "AcceptAndClose",
     "Call",
     "Close",
-    "ConnectionRecord",
     "Delay",
     "Drip",
-    "Event",
     "Expect",
     "ExpectClose",
     "ExpectFrame",
     "ExpectRegex",
-    "Failure",
     "Garbage",
     "HalfClose",
     "Hang",
-    "Inbox",
-    "Mismatch",
     "PerConnection",
     "ReadFrame",
     "ReadLine",
@@ -85,8 +78,6 @@ __all__ = [
     "compile_script",
     "describe_steps",
     "http_response",
-    "render_transcript",
-    "show_bytes",
 ]
 
 Bytesish: TypeAlias = bytes | bytearray | memoryview | str
@@ -200,7 +191,7 @@ class ReadStep(Step):
     """A step that consumes bytes from the client; subclasses implement ``matcher``
     (a fresh matcher from ``embeddedserver._match`` each time the step runs)."""
 
-    def matcher(self) -> _Matcher:
+    def matcher(self) -> Matcher:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -239,8 +230,8 @@ class Receive(ReadStep):
     def describe(self) -> str:
         return "any bytes" if self.n is None else f"at least {self.n} bytes"
 
-    def matcher(self) -> _Matcher:
-        return _AtLeast(self.n or 1)
+    def matcher(self) -> Matcher:
+        return AtLeast(self.n or 1)
 
 
 #: Read some bytes: whatever one read returns. The classic first step of a script.
@@ -266,8 +257,8 @@ class ReadUntil(ReadStep):
     def describe(self) -> str:
         return f"bytes up to {self.delimiter!r}"
 
-    def matcher(self) -> _Matcher:
-        return _Until(self.delimiter)
+    def matcher(self) -> Matcher:
+        return Until(self.delimiter)
 
 
 class ReadLine(ReadUntil):
@@ -299,8 +290,8 @@ class ReadFrame(ReadStep):
     def describe(self) -> str:
         return f"a frame with a {self.prefix!r} length prefix"
 
-    def matcher(self) -> _Matcher:
-        return _Frame(self._struct, None, self)
+    def matcher(self) -> Matcher:
+        return Frame(self._struct, None, self)
 
 
 class ReadUntilClose(ReadStep):
@@ -315,8 +306,8 @@ class ReadUntilClose(ReadStep):
     def describe(self) -> str:
         return "bytes until the client closes"
 
-    def matcher(self) -> _Matcher:
-        return _ToEof()
+    def matcher(self) -> Matcher:
+        return ToEof()
 
 
 class Expect(ReadStep):
@@ -391,11 +382,11 @@ class Expect(ReadStep):
     def expected_bytes(self) -> bytes | None:
         return self.exact
 
-    def matcher(self) -> _Matcher:
+    def matcher(self) -> Matcher:
         if self.exact is not None:
-            return _Exact(self.exact, self)
+            return Exact(self.exact, self)
         assert self.within is not None or self.pattern is not None
-        return _Checked(self)
+        return Checked(self)
 
 
 def _bytes_pattern(pattern: re.Pattern[Any]) -> re.Pattern[bytes]:
@@ -456,8 +447,8 @@ class ExpectFrame(ReadStep):
     def expected_bytes(self) -> bytes | None:
         return self.payload
 
-    def matcher(self) -> _Matcher:
-        return _Frame(self._struct, self.payload, self)
+    def matcher(self) -> Matcher:
+        return Frame(self._struct, self.payload, self)
 
 
 class ExpectClose(ReadStep):
@@ -472,8 +463,8 @@ class ExpectClose(ReadStep):
     def describe(self) -> str:
         return "the client to close the connection"
 
-    def matcher(self) -> _Matcher:
-        return _Closed()
+    def matcher(self) -> Matcher:
+        return Closed()
 
 
 # ---------------------------------------------------------------------------

@@ -60,9 +60,9 @@ from typing import Any, NoReturn
 
 from . import _args
 from ._args import JOIN_TIMEOUT, TCPSERVER_TIMEOUT
-from ._connection import Connection, ServerStopped, StepFailed, Waker, _poll_ms
+from ._connection import Connection, ServerStopped, StepFailed, Waker, poll_ms
 from ._listen import listen_tcp
-from ._tcpmessages import _explain, _Planned, _unread_failure
+from ._tcpmessages import Planned, StreamClient, explain, unread_failure
 from ._text import format_address
 from .record import ConnectionRecord, Failure, render_transcript, show_bytes
 from .steps import Close, Expect, ExpectClose, ExpectFrame, Send, SendFrame
@@ -121,16 +121,6 @@ class _Accepted:
     record: ConnectionRecord
 
 
-@dataclass
-class _StreamClient:
-    """What an instrumented asyncio stream client did with its connection."""
-
-    address: tuple[Any, ...]  # the client's (host, port): the server sees it as the peer
-    consumed: int = 0  # bytes its StreamReader handed to the application
-    closed: bool = False  # writer.close() was called
-    wait_closed_awaited: bool = False
-
-
 class TcpServer:
     """A fake TCP server driven by a script the test appends to while it runs.
 
@@ -163,7 +153,7 @@ class TcpServer:
         self._fail_test = fail or _raise_assertion
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._steps: list[_Planned] = []
+        self._steps: list[Planned] = []
         self._done = 0  # steps completed
         self._failure: Failure | None = None
         self._reported = False
@@ -174,7 +164,7 @@ class TcpServer:
         self._pending: deque[_Accepted] = deque()
         self._open: list[_Accepted] = []
         self._records: list[ConnectionRecord] = []
-        self._streams: dict[tuple[Any, ...], _StreamClient] = {}
+        self._streams: dict[tuple[Any, ...], StreamClient] = {}
         self._unawaited: list[Join] = []
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._listeners = listen_tcp("localhost", 0, 16)
@@ -223,49 +213,49 @@ class TcpServer:
     def expect_connect(self, timeout: float | None = None) -> None:
         """A client connects within *timeout* (it may have connected already)."""
         __tracebackhide__ = True
-        self._add(_Planned("expect_connect()", "connect", self._timeout(timeout)))
+        self._add(Planned("expect_connect()", "connect", self._timeout(timeout)))
 
     def expect_bytes(self, data: bytes, timeout: float | None = None) -> None:
         """The client sends exactly *data* within *timeout*; a wrong byte fails at once."""
         __tracebackhide__ = True
         t = self._timeout(timeout)
         step = Expect(data, timeout=t)
-        self._add(_Planned(f"expect_bytes({show_bytes(step.exact or b'')})", "bytes", t, step))
+        self._add(Planned(f"expect_bytes({show_bytes(step.exact or b'')})", "bytes", t, step))
 
     def send_bytes(self, data: bytes) -> None:
         """Send *data* to the client."""
         __tracebackhide__ = True
         step = Send(data)
-        self._add(_Planned(f"send_bytes({show_bytes(step.data)})", "send", self.timeout, step))
+        self._add(Planned(f"send_bytes({show_bytes(step.data)})", "send", self.timeout, step))
 
     def expect_frame(self, payload: bytes, timeout: float | None = None) -> None:
         """The client sends one frame (4-byte big-endian length, then) exactly *payload*."""
         __tracebackhide__ = True
         t = self._timeout(timeout)
         step = ExpectFrame(payload, timeout=t)
-        self._add(_Planned(f"expect_frame({show_bytes(step.payload)})", "frame", t, step))
+        self._add(Planned(f"expect_frame({show_bytes(step.payload)})", "frame", t, step))
 
     def send_frame(self, payload: bytes) -> None:
         """Send *payload* behind a 4-byte big-endian length prefix."""
         __tracebackhide__ = True
         step = SendFrame(payload)
-        self._add(_Planned(f"send_frame({show_bytes(step.payload)})", "send", self.timeout, step))
+        self._add(Planned(f"send_frame({show_bytes(step.payload)})", "send", self.timeout, step))
 
     def expect_disconnect(self, timeout: float | None = None) -> None:
         """The client closes the connection within *timeout*, having read all it was sent."""
         __tracebackhide__ = True
         t = self._timeout(timeout)
-        self._add(_Planned("expect_disconnect()", "disconnect", t, ExpectClose(timeout=t)))
+        self._add(Planned("expect_disconnect()", "disconnect", t, ExpectClose(timeout=t)))
 
     def disconnect(self) -> None:
         """The server closes the connection."""
         __tracebackhide__ = True
-        self._add(_Planned("disconnect()", "close", self.timeout, Close()))
+        self._add(Planned("disconnect()", "close", self.timeout, Close()))
 
     def _timeout(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else _args.timeout(timeout)
 
-    def _add(self, planned: _Planned) -> None:
+    def _add(self, planned: Planned) -> None:
         __tracebackhide__ = True
         with self._changed:
             index = len(self._steps)
@@ -286,7 +276,7 @@ class TcpServer:
             self._record_failure(failure, reported=True)
         self._fail_test(self._report(failure))
 
-    def _misuse(self, index: int, planned: _Planned) -> str | None:
+    def _misuse(self, index: int, planned: Planned) -> str | None:
         call = f"tcpserver.{planned.label}"
         if planned.kind == "connect":
             if self._connected_by is None:
@@ -599,7 +589,7 @@ class TcpServer:
         ))
 
     def _execute(
-        self, index: int, planned: _Planned, current: tuple[_Accepted, Connection] | None,
+        self, index: int, planned: Planned, current: tuple[_Accepted, Connection] | None,
         listeners: dict[int, socket.socket],
     ) -> tuple[_Accepted, Connection] | None:
         """Run one step; return the connection being served afterwards."""
@@ -625,7 +615,7 @@ class TcpServer:
             conn.inbox.take(len(conn.inbox.buffer))
             reset = exc.failure.kind == "reset"
             left = self._unread(entry, reset) if reset else (b"", False)
-            raise StepFailed(_explain(planned, exc.failure, left, len(self._steps))) from None
+            raise StepFailed(explain(planned, exc.failure, left, len(self._steps))) from None
         if planned.kind == "disconnect":
             conn.close("client closed")
             unread, exact = self._unread(entry, reset=False)
@@ -634,14 +624,14 @@ class TcpServer:
                                   peer=entry.record.peer, step_index=index, step=planned,
                                   script_length=len(self._steps),
                                   transcript=entry.record.render(tail=8))
-                raise StepFailed(_unread_failure(failure, unread, exact, reset=False))
+                raise StepFailed(unread_failure(failure, unread, exact, reset=False))
         if conn.open:
             return current
         self._end(entry)
         return None
 
     def _take_connection(
-        self, index: int, planned: _Planned, listeners: dict[int, socket.socket]
+        self, index: int, planned: Planned, listeners: dict[int, socket.socket]
     ) -> _Accepted:
         deadline = time.monotonic() + planned.timeout
         while True:
@@ -650,7 +640,7 @@ class TcpServer:
                     raise ServerStopped()
                 if self._pending:
                     return self._pending.popleft()
-            ms = _poll_ms(deadline)
+            ms = poll_ms(deadline)
             if ms == 0:
                 break
             self._poll(listeners, None, ms)
@@ -722,7 +712,7 @@ class TcpServer:
                 self._async_waiters.append((loop, future))
             await future
 
-    def _add_stream_client(self, client: _StreamClient) -> None:
+    def _add_stream_client(self, client: StreamClient) -> None:
         with self._lock:
             self._streams[client.address] = client
 

@@ -44,6 +44,8 @@ from embeddedserver import (
     Garbage,
     HalfClose,
     Hang,
+    Inbox,
+    Mismatch,
     ReadFrame,
     ReadLine,
     ReadUntil,
@@ -52,8 +54,8 @@ from embeddedserver import (
     Send,
     SendFrame,
     Step,
+    compile_script,
 )
-from embeddedserver.steps import Inbox, Mismatch, compile_script
 
 CLIENT_TIMEOUT = 30.0
 LONG = 120.0  # a server read timeout no example waits for

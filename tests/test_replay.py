@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embeddedserver import (
+    FORMAT_HEADER,
     RECEIVE,
     AsyncioCommandServer,
     Close,
@@ -30,27 +31,24 @@ from embeddedserver import (
     ExpectRegex,
     HalfClose,
     Hang,
+    Inbox,
     OneShotServer,
     PerConnection,
+    ReadLike,
     ReadLine,
     ReadUntil,
     ReadUntilClose,
     Receive,
-    Reset,
-    Send,
-)
-from embeddedserver.record import ConnectionRecord, Event
-from embeddedserver.replay import (
-    FORMAT_HEADER,
-    ReadLike,
     RecordingProxy,
+    Reset,
     ScriptSyntaxError,
+    Send,
     format_script,
     load_script,
     parse_script,
     save_script,
 )
-from embeddedserver.steps import Inbox
+from embeddedserver.record import ConnectionRecord, Event
 
 CLIENT_TIMEOUT = 10.0
 JOIN_TIMEOUT = 10.0
