@@ -1,15 +1,17 @@
-"""One fake-server connection: wake-aware, recorded socket I/O and the step runner.
+"""One fake-server connection: the I/O shell that does what the script runner asks.
 
-``Connection`` is the I/O shell around ``embeddedserver.steps``'s pure matching: it reads
-into an ``Inbox`` until the current read step completes, sends with ``send``, and turns
-``Mismatch``, timeouts and resets into a ``StepFailed`` carrying a ``Failure``. Every
-wait is a ``poll`` on the socket plus the server's wake-up pipe (``Waker``), with a
-deadline, so ``stop()`` interrupts any step at once (``ServerStopped``). A plain socket
-stays blocking and every read and send passes ``MSG_DONTWAIT`` (one system call fewer
-than ``setblocking(False)``); TLS, and a ``Call`` step, get a non-blocking socket.
+``Connection`` owns the socket; the pure ``_runner.ScriptRunner`` owns the script. ``run()``
+asks the runner for the next action (read until a deadline, send, pause, close, reset,
+half-close, call the user's step, start TLS) and does it, feeding back what one read
+returned and the errors it met; a failure the runner reports is raised as ``StepFailed``
+carrying the ``Failure``. Every wait is a ``poll`` on the socket plus the server's wake-up
+pipe (``Waker``), with a deadline, so ``stop()`` interrupts any step at once
+(``ServerStopped``). A plain socket stays blocking and every read and send passes
+``MSG_DONTWAIT`` (one system call fewer than ``setblocking(False)``); TLS, and a ``Call``
+step, get a non-blocking socket.
 
-Servers (``embeddedserver``) and the pytest plugin create connections; a ``Call`` step
-receives one as its handle.
+The servers create connections; a ``Call`` step receives one as its handle (``recv``,
+``send``, ``close``, ``reset``, ``half_close``, ``pause``, the raw ``sock``, the ``record``).
 """
 
 from __future__ import annotations
@@ -20,27 +22,12 @@ import socket
 import ssl
 import struct
 import time
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from ._match import Inbox, Mismatch
-from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE
-from .record import ConnectionRecord, Failure, show_bytes
-from .steps import (
-    Call,
-    Close,
-    Delay,
-    Drip,
-    ExpectClose,
-    HalfClose,
-    Hang,
-    ReadStep,
-    ReadUntilClose,
-    Reset,
-    Send,
-    Step,
-)
+from ._runner import Action, ScriptRunner
+from ._text import SERVER_EOF_NOTE
+from .record import Failure, show_bytes
 
 __all__ = ["RECV_SIZE", "Connection", "ServerStopped", "StepFailed", "Waker", "poll_ms"]
 
@@ -51,10 +38,6 @@ _FIRST_RECV_SIZE = 16 * 1024
 #: blocking: one system call fewer per connection than setblocking(False).
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
-#: How a connection ends (``ConnectionRecord.ended``) after a failure of each kind; any
-#: other kind ends it as "failed".
-_ENDINGS = {"timeout": "timeout", "closed": "client closed", "reset": "client reset",
-            "error": "error"}
 
 
 # ---------------------------------------------------------------------------
@@ -139,24 +122,25 @@ class Connection:
         self,
         sock: socket.socket,
         peer: Any,
-        record: ConnectionRecord,
+        runner: ScriptRunner,
         waker: Waker,
-        timeout: float,
-        emit: Callable[[ConnectionRecord, str], None] | None = None,
-        on_chunk: Callable[[bytes], None] | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
         rbuf: bytearray | None = None,
     ) -> None:
         self.sock = sock
         self.peer = peer
-        self.record = record
-        self.number = record.number
-        self.timeout = timeout
-        self.inbox = Inbox()
+        self.runner = runner
+        self.record = runner.record
+        self.number = runner.record.number
+        self.timeout = runner.timeout
+        self.inbox = runner.inbox
         self.open = True
+        self.ssl_context = ssl_context
         self._waker = waker
         #: None when nobody listens: then the texts are not even formatted.
-        self._emit = emit
-        self._on_chunk = on_chunk
+        self._emit = runner.emit
+        self._on_chunk = runner.on_chunk
         # The poll objects are made on first use: most steps of most connections find
         # their bytes already there and never wait.
         self._poll: select.poll | None = None
@@ -232,7 +216,9 @@ class Connection:
 
     def pause(self, seconds: float) -> None:
         """Wait *seconds* (ends early, with ServerStopped, if the server stops)."""
-        deadline = time.monotonic() + seconds
+        self._sleep_until(time.monotonic() + seconds)
+
+    def _sleep_until(self, deadline: float) -> None:
         poller = self._wake_poller()
         while True:
             if poller.poll(poll_ms(deadline)):
@@ -403,7 +389,7 @@ class Connection:
         if not self.open:
             return
         self._drain()
-        self._finish(how, tls_goodbye)
+        self.finish(how, tls_goodbye)
 
     def reset(self) -> None:
         """Abortive close: SO_LINGER 0, so the client gets ECONNRESET."""
@@ -413,11 +399,15 @@ class Connection:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
             pass
-        self._finish("server reset", tls_goodbye=False)
+        self.finish("server reset", tls_goodbye=False)
 
     def half_close(self) -> None:
         """Shut the write side: the client reads EOF, the server can still read. On TLS
         this is a TLS close_notify; the TLS session stays open for reading."""
+        self._shut_write()
+        self.record.add("note", text=f"{SERVER_EOF_NOTE} (half-close)")
+
+    def _shut_write(self) -> None:
         if isinstance(self.sock, ssl.SSLSocket):
             # SSLSocket.shutdown() would drop the TLS layer (later reads would return
             # ciphertext). unwrap() sends close_notify, then wants the peer's: on this
@@ -428,9 +418,8 @@ class Connection:
                 pass
         else:
             self.sock.shutdown(socket.SHUT_WR)
-        self.record.add("note", text=f"{SERVER_EOF_NOTE} (half-close)")
 
-    def _finish(self, how: str, tls_goodbye: bool = True) -> None:
+    def finish(self, how: str, tls_goodbye: bool = True) -> None:
         if not self.open:
             return
         self.open = False
@@ -449,163 +438,81 @@ class Connection:
         except OSError:
             pass
 
-    # -- running steps -----------------------------------------------------
+    # -- running the script ------------------------------------------------------
 
-    def run_script(self, steps: Sequence[Step], start: int = 0) -> None:
-        """Run every step from *start* on; close gracefully at the end.
-        Raises StepFailed/ServerStopped."""
-        for index in range(start, len(steps)):
-            if not self.open:
+    def run(self) -> None:
+        """Do what the runner asks until its script ends (the connection is then closed),
+        it fails (``StepFailed``), or a growing script runs out of steps (IDLE: the
+        connection stays open). Raises ServerStopped when the server stops."""
+        runner = self.runner
+        while self.open:
+            action = runner.next_action(time.monotonic())
+            if action is Action.READ:
+                try:
+                    self._fill(runner.deadline)
+                except (ServerStopped, StepFailed):
+                    raise
+                except Exception as exc:
+                    runner.io_error(exc)
+            elif action is Action.SEND:
+                if self._send(runner):
+                    runner.done()
+            elif action is Action.PAUSE:
+                assert runner.deadline is not None
+                self._sleep_until(runner.deadline)
+            elif action is Action.CALL:
+                assert runner.call is not None
+                self._nonblocking()
+                try:
+                    runner.call(self)
+                except (ServerStopped, StepFailed):
+                    raise
+                except Exception as exc:
+                    runner.io_error(exc)
+                    continue
+                runner.done()
+            elif action is Action.HALF_CLOSE:
+                try:
+                    self._shut_write()
+                except Exception as exc:
+                    runner.io_error(exc)
+                    continue
+                runner.done()
+            elif action is Action.START_TLS:
+                assert self.ssl_context is not None
+                self.start_tls(self.ssl_context)
+                runner.done()
+            elif action is Action.DONE:
+                self.close(runner.ending)
+            elif action is Action.CLOSE:
+                # A client that gave up a Hang with a reset gets no TLS goodbye.
+                if runner.ending == "client reset":
+                    self.finish(runner.ending, tls_goodbye=False)
+                else:
+                    self.close(runner.ending)
+            elif action is Action.RESET:
+                self.reset()
+            elif action is Action.FAILED:
+                assert runner.failure is not None
+                raise StepFailed(runner.failure)
+            else:  # IDLE: the owner of a growing script adds steps and runs again
                 return
-            self.run_step(index, steps[index], len(steps))
-        self.close("client closed" if self.inbox.eof else "server closed")
 
-    def run_step(self, index: int, step: Step, script_length: int = 0) -> bytes | None:
-        """Run one step. A read step returns its chunk. Raises StepFailed on failure."""
+    def _send(self, runner: ScriptRunner) -> bool:
+        """Send the runner's outgoing bytes; False if that failed (the runner was told)."""
+        payload = runner.outgoing
         try:
-            return self._dispatch(step)
-        except Mismatch as exc:
-            kind = "closed" if self.inbox.eof and exc.offset == len(exc.received) else "mismatch"
-            raise StepFailed(
-                self._failure(
-                    kind, exc.reason, index, step, script_length,
-                    expected=exc.expected, received=exc.received, offset=exc.offset,
-                )
-            ) from None
-        except TimeoutError as exc:
-            got = bytes(self.inbox.buffer)
-            what = step.describe() if isinstance(step, ReadStep) else repr(step)
-            raise StepFailed(
-                self._failure(
-                    "timeout", str(exc), index, step, script_length,
-                    expected=what, received=got if isinstance(step, ReadStep) else None,
-                )
-            ) from None
-        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as exc:
-            kind = "reset" if isinstance(exc, ConnectionResetError) else "closed"
-            self.record.ended = "client reset" if kind == "reset" else "client closed"
-            summary = (
-                "the client reset the connection (ECONNRESET)"
-                if kind == "reset"
-                else "the client had closed the connection (EPIPE)"
-            )
-            raise StepFailed(
-                self._failure(
-                    kind, summary, index, step, script_length,
-                    received=bytes(self.inbox.buffer) if isinstance(step, ReadStep) else None,
-                )
-            ) from None
-        except (ServerStopped, StepFailed):
+            self._send_all(payload)
+        except ServerStopped as exc:
+            runner.partly_sent(getattr(exc, "sent_before_error", 0), "the server stopped")
             raise
         except Exception as exc:
-            raise StepFailed(
-                self._failure(
-                    "error", f"{type(exc).__name__}: {exc}", index, step, script_length,
-                    tb=traceback.format_exc(),
-                )
-            ) from None
-
-    def _dispatch(self, step: Step) -> bytes | None:
-        if isinstance(step, ReadStep):
-            return self._read_step(step)
-        if isinstance(step, Drip):
-            for start in range(0, len(step.data), step.chunk):
-                if start:
-                    self.pause(step.interval)
-                self.send(step.data[start : start + step.chunk])
-        elif isinstance(step, Send):
-            self.send(step.data)
-        elif isinstance(step, Delay):
-            self.pause(step.seconds)
-        elif isinstance(step, Reset):
-            self.reset()
-        elif isinstance(step, Close):
-            self.close()
-        elif isinstance(step, HalfClose):
-            self.half_close()
-        elif isinstance(step, Hang):
-            self._hang(step.seconds)
-        elif isinstance(step, Call):
-            self._nonblocking()
-            step.func(self)
-        else:
-            raise TypeError(f"this server cannot run {step!r}")
-        return None
-
-    def _read_step(self, step: ReadStep) -> bytes:
-        timeout = step.timeout or self.timeout
-        deadline = time.monotonic() + timeout
-        inbox = self.inbox
-        inbox.begin(step)
-        while True:
-            if inbox.buffer or inbox.eof:  # no step completes on nothing
-                chunk = inbox.poll()
-                if chunk is not None:
-                    break
-            if not self._fill(deadline):
-                raise TimeoutError(
-                    f"timed out after {timeout:g} s waiting for {step.describe()}"
-                    + (f" ({len(inbox.buffer)} bytes arrived)" if inbox.buffer else
-                       " (the client sent nothing)")
-                )
-        self.record.add("recv", chunk)
-        if self._emit is not None:
-            self._emit(self.record, f"read {len(chunk)} bytes: {show_bytes(chunk)}")
-        if self._on_chunk is not None:
-            self._on_chunk(chunk)
-        if inbox.eof and isinstance(step, (ExpectClose, ReadUntilClose)):
-            # The client shut its write side; it may still read, so later steps (a reply
-            # to a half-closed client) still run. The close at the end says who went first.
-            self.record.add("note", text=f"{CLIENT_EOF_NOTE} (EOF)")
-        return chunk
-
-    def _hang(self, seconds: float | None) -> None:
-        self.record.add("note", text="hanging" + (f" for {seconds:g} s" if seconds else ""))
-        deadline = None if seconds is None else time.monotonic() + seconds
-        while not self.inbox.eof:
-            try:
-                if not self._fill(deadline):
-                    return
-            except ConnectionResetError:  # giving up with a reset is still giving up
-                self._finish("client reset", tls_goodbye=False)
-                return
-            if self.inbox.buffer:
-                self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(while hanging)")
-        self._finish("client closed")
-
-    def _ending_after(self, kind: str) -> str:
-        """How this connection ends (``record.ended``) because of a failure of *kind*."""
-        return self.record.ended or _ENDINGS.get(kind, "failed")
-
-    def _failure(
-        self,
-        kind: str,
-        summary: str,
-        index: int,
-        step: Step,
-        script_length: int,
-        *,
-        expected: str = "",
-        received: bytes | None = None,
-        offset: int | None = None,
-        tb: str = "",
-    ) -> Failure:
-        if received:
-            self.record.add("recv", received, "(partial, step failed)")
-        return Failure(
-            kind=kind,
-            summary=summary,
-            connection=self.number,
-            peer=self.peer,
-            step_index=index,
-            step=step,
-            script_length=script_length,
-            expected=expected,
-            received=received,
-            offset=offset,
-            traceback=tb,
-            transcript=self.record.render(tail=8, ending=self._ending_after(kind)),
-        )
+            runner.partly_sent(getattr(exc, "sent_before_error", 0), "the send failed")
+            runner.io_error(exc)
+            return False
+        if not isinstance(self.sock, ssl.SSLSocket):  # the client has yet to read this:
+            self._wait_first = True  # its reply cannot be here yet
+        return True
 
     def start_tls(self, context: ssl.SSLContext, timeout: float | None = None) -> None:
         """Run the server side of a TLS handshake on this connection."""
@@ -638,7 +545,7 @@ class Connection:
         self.record.add("note", text=summary)
         return Failure(
             kind, summary, connection=self.number, peer=self.peer,
-            transcript=self.record.render(tail=8, ending=self._ending_after(kind)),
+            transcript=self.record.render(tail=8, ending=self.runner.ending_after(kind)),
         )
 
 

@@ -48,6 +48,7 @@ from ._listen import (
     ServingBase,
     check_unix_path,
 )
+from ._runner import ScriptRunner
 from .record import ConnectionRecord, Event, Failure
 from .steps import (
     PerConnection,
@@ -380,9 +381,11 @@ class CommandServer(ServingBase):
             rbuf = self._rbuf = bytearray(RECV_SIZE)
         else:
             rbuf = self._rbuf
-        conn = Connection(
-            sock, peer, record, self._waker, self.timeout, emit, self._got_chunk, rbuf
-        )
+        # Leading before_tls steps (TLS misbehaviour) run on the raw socket, then TLS starts.
+        runner = ScriptRunner(script or (), record, self.timeout, emit=emit,
+                              on_chunk=self._got_chunk, tls=self.ssl_context is not None)
+        conn = Connection(sock, peer, runner, self._waker, ssl_context=self.ssl_context,
+                          rbuf=rbuf)
         try:
             if script is None:
                 raise StepFailed(Failure(
@@ -391,19 +394,11 @@ class CommandServer(ServingBase):
                     f"{len(self.plan.scripts) if self.plan else 0} scripts and no then=",
                     connection=number, peer=peer,
                 ))
-            first = 0
-            if self.ssl_context is not None:
-                # Leading before_tls steps (TLS misbehaviour) run on the raw socket.
-                while first < len(script) and script[first].before_tls and conn.open:
-                    conn.run_step(first, script[first], len(script))
-                    first += 1
-                if conn.open:
-                    conn.start_tls(self.ssl_context)
-            conn.run_script(script, start=first)
+            conn.run()
         except ServerStopped:
             record.ended = record.ended or "stopped"
         except StepFailed as exc:
-            record.ended = conn._ending_after(exc.failure.kind)
+            record.ended = runner.ending_after(exc.failure.kind)
             self._record(exc.failure)
         except Exception as exc:
             record.ended = record.ended or "error"
@@ -412,7 +407,7 @@ class CommandServer(ServingBase):
                 traceback=traceback.format_exc(), transcript=record.render(tail=8),
             ))
         finally:
-            conn._finish(record.ended or "server closed", tls_goodbye=False)
+            conn.finish(record.ended or "server closed", tls_goodbye=False)
             try:
                 self._on_connection_end()
             finally:

@@ -62,6 +62,7 @@ from . import _args
 from ._args import JOIN_TIMEOUT, TCPSERVER_TIMEOUT
 from ._connection import Connection, ServerStopped, StepFailed, Waker, poll_ms
 from ._listen import listen_tcp
+from ._runner import ScriptRunner
 from ._tcpmessages import Planned, StreamClient, explain, unread_failure
 from ._text import format_address
 from .record import ConnectionRecord, Failure, render_transcript, show_bytes
@@ -517,7 +518,7 @@ class TcpServer:
         if current is not None:  # ended as the failure report's transcript says
             failure = self._failure
             conn = current[1]
-            conn.close(conn._ending_after(failure.kind) if failure else "stopped")
+            conn.close(conn.runner.ending_after(failure.kind) if failure else "stopped")
         with self._changed:
             if not closed:
                 self._close_all()
@@ -596,8 +597,11 @@ class TcpServer:
         if planned.kind == "connect":
             entry = self._take_connection(index, planned, listeners)
             emit = self._emit if log.isEnabledFor(logging.INFO) else None
-            conn = Connection(entry.sock.dup(), entry.record.peer, entry.record, self._waker,
-                              self.timeout, emit)
+            # This connection's steps follow its expect_connect() in the plan; the runner
+            # gets each as it is planned, and answers IDLE when it has run it.
+            runner = ScriptRunner([], entry.record, self.timeout, emit=emit, growing=True,
+                                  first_index=index + 1)
+            conn = Connection(entry.sock.dup(), entry.record.peer, runner, self._waker)
             conn.also_watch = {
                 fd: functools.partial(self._accept_one, listener)
                 for fd, listener in listeners.items()
@@ -607,8 +611,10 @@ class TcpServer:
             return entry, conn
         assert current is not None and planned.step is not None, "the script checks forbid it"
         entry, conn = current
+        conn.runner.append(planned.step)
+        conn.runner.script_length = len(self._steps)
         try:
-            conn.run_step(index, planned.step, len(self._steps))
+            conn.run()
         except StepFailed as exc:
             # The failure has recorded the bytes that arrived for the step: drop them so
             # that closing the connection does not record them again as left unread.

@@ -48,6 +48,7 @@ from embeddedserver import (
     SendFrame,
     http_response,
 )
+from embeddedserver._runner import ScriptRunner
 from embeddedserver.record import ConnectionRecord, Event
 
 #: Generous: how long a client waits for anything (never reached when all is well).
@@ -776,7 +777,8 @@ def test_a_socket_with_a_timeout_is_made_non_blocking() -> None:
     a, b = socket.socketpair()
     try:
         b.settimeout(30.0)
-        conn = Connection(b, None, ConnectionRecord(1, None), waker, 5.0)
+        runner = ScriptRunner((), ConnectionRecord(1, None), 5.0)
+        conn = Connection(b, None, runner, waker)
         assert b.gettimeout() == 0.0
         conn.close()
         assert conn.record.ended == "server closed"
