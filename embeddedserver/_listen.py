@@ -1,4 +1,4 @@
-"""Where the servers listen, and the bookkeeping every listening server shares.
+"""Where the servers listen: TCP on loopback (one or both families) and Unix-domain sockets.
 
     >>> from embeddedserver._listen import listen_tcp
     >>> [listener] = listen_tcp("127.0.0.1", 0, 16)
@@ -14,14 +14,8 @@ TCP listeners (two for ``"localhost"``: 127.0.0.1 and ::1 on the same port), wit
 getaddrinfo() for an IP literal; ``_listen_unix`` opens a Unix-domain socket, whose file
 the listener removes when it closes (only if the file is still the one it made).
 
-``ServingBase`` is what ``embeddedserver.CommandServer`` and
-``embeddedserver.replay.RecordingProxy`` have in common once they listen: their address, the
-connections and failures they record, the report ``check()`` raises, the context
-manager, and the waits on the counts of accepted and finished connections. Serving
-itself (threads, scripts, forwarding) is theirs. ``embeddedserver`` re-exports
-``listen_tcp``.
-
-Sections: listeners - shared bookkeeping.
+``_runtime.BaseServer`` opens its listeners with ``open_listeners``; ``embeddedserver``
+exports ``listen_tcp`` for a server of the user's own.
 """
 
 from __future__ import annotations
@@ -30,17 +24,11 @@ import errno
 import logging
 import os
 import socket
-import threading
-from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from . import _args
-from ._args import DEFAULT_TIMEOUT
-from ._text import format_address, plural
-from .record import ConnectionRecord, Failure, render_transcript
 
-__all__ = ["ServingBase", "check_unix_path", "listen_tcp"]
+__all__ = ["check_unix_path", "listen_tcp", "open_listeners"]
 
 # The package's logger gets its NullHandler here (every module that serves imports this
 # one); each part logs to a child named after its module.
@@ -53,9 +41,7 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------
 
 
-def _bind(
-    family: int, address: tuple[Any, ...], backlog: int, reuse: bool, blocking: bool = False
-) -> socket.socket:
+def _bind(family: int, address: tuple[Any, ...], backlog: int, reuse: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if reuse:
@@ -64,8 +50,7 @@ def _bind(
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
         sock.listen(backlog)
-        if not blocking:
-            sock.setblocking(False)
+        sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
@@ -109,14 +94,13 @@ def listen_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
     return _listen_tcp(_args.host(host), _args.port(port), _args.backlog(backlog))
 
 
-def _listen_tcp(host: str, port: int, backlog: int, blocking: bool = False) -> list[socket.socket]:
-    """``listen_tcp`` for checked arguments; *blocking* leaves a single listener (not
-    "localhost") in blocking mode."""
+def _listen_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """``listen_tcp`` for checked arguments."""
     reuse = port != 0
     try:
         if host != "localhost":
             family, address = _numeric_address(host, port) or _resolve(host, port)
-            return [_bind(family, address, backlog, reuse, blocking)]
+            return [_bind(family, address, backlog, reuse)]
         for _ in range(20):  # port 0: retry if ::1 has our v4 port taken
             v4 = _bind(socket.AF_INET, ("127.0.0.1", port), backlog, reuse)
             if not socket.has_ipv6:
@@ -208,197 +192,12 @@ def _listen_unix(path: str, backlog: int) -> socket.socket:
     return sock
 
 
-# ---------------------------------------------------------------------------
-# shared bookkeeping
-# ---------------------------------------------------------------------------
-
-_ServingT = TypeVar("_ServingT", bound="ServingBase")
-
-
-class ServingBase:
-    """The bookkeeping a fake server and the recording proxy (``embeddedserver.replay``) share:
-    where they listen, the connections and failures recorded, the report ``check()``
-    raises, the context manager, and the waits on the counts of accepted and finished
-    connections.
-
-    A subclass calls ``super().__init__()`` and ``_open_listeners()`` in its constructor,
-    counts connections with ``_accepted_one()``/``_finished_one()``, records failures with
-    ``_record()``, and provides ``stop()`` and ``__repr__``. It may override the wording
-    hooks ``_report_head()`` and ``_still_busy()`` and the class attributes below.
-    """
-
-    #: The word for a connection served to its end, in ``wait_for_connections()`` messages.
-    _finished_word = "finished"
-    _log = log
-
-    path: str | None
-    host: str | None
-    addresses: list[Any]
-    _port: int | None
-    _listeners: list[socket.socket]
-    _where: str
-
-    def __init__(self) -> None:
-        self.errors: list[Failure] = []
-        self.connections: list[ConnectionRecord] = []
-        self._lock = threading.Lock()
-        # The condition waiters wait on is made by the first of them (making one costs
-        # a measurable part of a server's start-up, and most servers have no waiter).
-        self._changed: threading.Condition | None = None
-        # The count lets the threads that count connections skip notify_all() (a
-        # measurable cost per connection) when nobody waits.
-        self._waiting = 0  # threads in wait_for_connections()/wait_idle()
-        self._accepted = 0
-        self._finished = 0
-
-    def _open_listeners(
-        self, host: str, port: int, path: str | None, backlog: int, blocking: bool = False
-    ) -> None:
-        """Listen on the Unix socket *path* if it is given, else on *host*/*port* (one
-        listener left blocking with *blocking*, unless *host* is "localhost")."""
-        self.path = path
-        if path is None:
-            self.host = host
-            self._listeners = _listen_tcp(host, port, backlog, blocking)
-            self.addresses = [s.getsockname()[:2] for s in self._listeners]
-            self._port = self.addresses[0][1]
-        else:
-            self._listeners = [_listen_unix(path, backlog)]
-            self.host = self._port = None
-            self.addresses = [path]
-        self._where = format_address(path if path is not None else (self.host, self._port))
-
-    @property
-    def port(self) -> int:
-        """The TCP port clients connect to (port 0 given: the free port picked).
-
-        Raises AttributeError for a Unix-socket server (``path=``), which has no port
-        (``getattr(server, "port", None)`` is then None); use ``path`` or ``address``.
-        """
-        port = self._port
-        if port is None:
-            raise AttributeError(
-                f"{self!r} listens on the Unix socket {self.path!r}: it has no port; "
-                "use .path or .address"
-            )
-        return port
-
-    @property
-    def address(self) -> Any:
-        """Where clients connect, as ``socket.connect`` takes it: ``(host, port)`` of the
-        first listener for TCP, the path (str) for a Unix socket."""
-        return self.addresses[0]
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    # -- context manager -----------------------------------------------------
-
-    def __enter__(self: _ServingT) -> _ServingT:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        __tracebackhide__ = True
-        self.stop()
-        if exc_type is None:
-            self.check()
-        elif exc is not None and self.errors and hasattr(exc, "add_note"):  # 3.11+
-            # The block's own error wins, but the recorded failures often explain it
-            # (a client error caused by a step that failed): keep them in view.
-            exc.add_note(self.failure_report())
-
-    # -- results -------------------------------------------------------------
-
-    def check(self) -> None:
-        """Raise AssertionError describing every failure recorded so far, if any."""
-        __tracebackhide__ = True
-        with self._lock:
-            errors = list(self.errors)
-        if errors:
-            raise AssertionError(self.failure_report(errors))
-
-    def failure_report(self, errors: Sequence[Failure] | None = None) -> str:
-        """The text ``check()`` raises with."""
-        if errors is None:
-            with self._lock:
-                errors = list(self.errors)
-        body = [f"{n}) {f.message()}" for n, f in enumerate(errors, 1)]
-        return "\n\n".join([self._report_head(len(errors)), *body])
-
-    def _report_head(self, count: int) -> str:
-        return f"{type(self).__name__} on {self._where}: {plural(count, 'failure')}"
-
-    def transcript(self) -> str:
-        """Every connection so far, as readable text (see ``ConnectionRecord.render``)."""
-        return render_transcript(self._records())
-
-    def _records(self) -> list[ConnectionRecord]:
-        with self._lock:
-            return list(self.connections)
-
-    def _record(self, failure: Failure) -> None:
-        with self._lock:
-            self.errors.append(failure)
-        self._log.warning("%r: %s", self, failure.summary)
-
-    # -- counting and waiting -------------------------------------------------
-
-    def _accepted_one(self, number: int) -> None:
-        """Count connection *number* as accepted (called by the one accepting thread)."""
-        with self._lock:
-            self._accepted = number
-            if self._waiting:
-                assert self._changed is not None
-                self._changed.notify_all()
-
-    def _finished_one(self) -> None:
-        """Count one more connection as finished."""
-        with self._lock:
-            self._finished += 1
-            if self._waiting:
-                assert self._changed is not None
-                self._changed.notify_all()
-
-    def wait_for_connections(
-        self, n: int = 1, timeout: float = DEFAULT_TIMEOUT, *, finished: bool = True
-    ) -> None:
-        """Wait until *n* connections have ended (or, with ``finished=False``, been
-        accepted). Raises TimeoutError saying how many there were."""
-        __tracebackhide__ = True
-        with self._lock:
-            done = self._wait_for(
-                lambda: (self._finished if finished else self._accepted) >= n, timeout
-            )
-            count = self._finished if finished else self._accepted
-        if not done:
-            what = self._finished_word if finished else "accepted"
-            raise TimeoutError(
-                f"{count} of {n} connections {what} within {timeout} s on {self!r}"
-            )
-
-    def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Wait until every connection accepted so far has ended. TimeoutError if not."""
-        __tracebackhide__ = True
-        with self._lock:
-            done = self._wait_for(lambda: self._finished >= self._accepted, timeout)
-            open_now = self._accepted - self._finished
-        if not done:
-            raise TimeoutError(f"{self!r} {self._still_busy(open_now)} after {timeout} s")
-
-    def _still_busy(self, open_now: int) -> str:
-        return "still serving a connection"
-
-    def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        # Called holding the lock.
-        self._waiting += 1
-        try:
-            if self._changed is None:
-                self._changed = threading.Condition(self._lock)
-            return self._changed.wait_for(predicate, timeout)
-        finally:
-            self._waiting -= 1
+def open_listeners(
+    host: str, port: int, path: str | None, backlog: int
+) -> tuple[list[socket.socket], list[Any]]:
+    """The listeners for a server, non-blocking, and the addresses they listen on: the Unix
+    socket *path* if it is given, else *host*/*port* (arguments already checked)."""
+    if path is not None:
+        return [_listen_unix(path, backlog)], [path]
+    listeners = _listen_tcp(host, port, backlog)
+    return listeners, [s.getsockname()[:2] for s in listeners]

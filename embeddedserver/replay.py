@@ -49,19 +49,15 @@ import os
 import select
 import socket
 import struct
-import threading
 import time
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from . import _args
 from ._args import DEFAULT_TIMEOUT
-from ._connection import Waker, poll_ms
-from ._listen import (
-    ServingBase,
-    check_unix_path,
-)
+from ._connection import poll_ms
+from ._listen import check_unix_path
+from ._runtime import BaseServer
 from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE, format_address
 from .record import ConnectionRecord, Failure
 from .scriptfile import (  # the notes it reads back, and its public API
@@ -103,7 +99,7 @@ class _Pipe:
         return [s for s in (self.client, self.upstream) if s is not None]
 
 
-class RecordingProxy(ServingBase):
+class RecordingProxy(BaseServer):
     """Forward connections to a real server and record each conversation.
 
     ``RecordingProxy(target)`` listens before it returns (on a free loopback port, or
@@ -151,14 +147,8 @@ class RecordingProxy(ServingBase):
         if unix_path is None:
             _args.host(host)
             _args.port(port)
-        super().__init__()
-        self._open_listeners(host, port, unix_path, backlog)
-        self._stop_lock = threading.Lock()
-        self._waker = Waker()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"embeddedserver.replay-proxy:{self._where}", daemon=True
-        )
-        self._thread.start()
+        super().__init__(host=host, port=port, path=path, backlog=backlog, concurrent=True,
+                         max_connections=None, thread_name="embeddedserver.replay-proxy")
 
     def __repr__(self) -> str:
         state = "stopped" if self._waker.closed else "recording"
@@ -190,63 +180,35 @@ class RecordingProxy(ServingBase):
     def _still_busy(self, open_now: int) -> str:
         return f"still has {open_now} open connection(s)"
 
-    # -- lifecycle -------------------------------------------------------------
+    # -- forwarding one connection, on its own thread -------------------------------
 
-    def stop(self) -> None:
-        """Stop: wake the thread, which closes every socket; join it. Idempotent, instant."""
-        with self._stop_lock:
-            if self._waker.closed:
-                return
-            self._waker.wake()
-            if self._thread is not threading.current_thread():
-                self._thread.join(DEFAULT_TIMEOUT)
-                if self._thread.is_alive():  # cannot happen: the loop only waits in poll
-                    self._record(Failure("error", f"{self!r}: the proxy thread did not stop"))
-                    return
-            self._waker.close()
-
-    # -- the proxy thread --------------------------------------------------------
-
-    def _loop(self) -> None:
-        pipes: list[_Pipe] = []
-        listening = {s.fileno(): s for s in self._listeners}
+    def _serve(self, client: socket.socket, peer: Any, number: int) -> None:
+        record = ConnectionRecord(number, peer)
+        with self._lock:
+            self.connections.append(record)
+        client.setblocking(False)
+        record.add("note", text="connected")
+        pipe = _Pipe(client, record)
+        log.info("%r: connection #%d from %r", self, number, peer)
         try:
-            while True:
+            self._open_upstream(pipe)
+            while not pipe.done:
                 poller = select.poll()
                 poller.register(self._waker.rfd, _IN)
-                for fd in listening:
-                    poller.register(fd, _IN)
                 owners: dict[int, tuple[_Pipe, bool]] = {}
-                for pipe in pipes:
-                    self._register(poller, pipe, owners)
-                deadlines = [p.deadline for p in pipes if p.connecting]
-                ready = poller.poll(poll_ms(min(deadlines)) if deadlines else None)
+                self._register(poller, pipe, owners)
+                ready = poller.poll(poll_ms(pipe.deadline) if pipe.connecting else None)
                 if any(fd == self._waker.rfd for fd, _ in ready):
+                    record.ended = record.ended or "stopped"
+                    record.add("note", text="proxy stopped")
                     return
                 for fd, events in ready:
-                    if fd in listening:
-                        self._accept(listening[fd], pipes)
-                    elif fd in owners:
-                        pipe, is_client = owners[fd]
-                        if not pipe.done:
-                            self._service(pipe, is_client, events)
-                now = time.monotonic()
-                for pipe in pipes:
-                    if pipe.connecting and not pipe.done and now >= pipe.deadline:
-                        self._upstream_failed(pipe, f"no answer within {self.timeout:g} s")
-                for pipe in [p for p in pipes if p.done]:
-                    pipes.remove(pipe)
-                    self._finish(pipe)
-        except Exception:
-            self._record(Failure("error", "the recording proxy crashed",
-                                 traceback=traceback.format_exc()))
+                    if fd in owners and not pipe.done:
+                        self._service(pipe, owners[fd][1], events)
+                if pipe.connecting and not pipe.done and time.monotonic() >= pipe.deadline:
+                    self._upstream_failed(pipe, f"no answer within {self.timeout:g} s")
         finally:
-            for lst in self._listeners:
-                lst.close()
-            for pipe in pipes:
-                pipe.record.ended = pipe.record.ended or "stopped"
-                pipe.record.add("note", text="proxy stopped")
-                self._finish(pipe)
+            self._finish(pipe)
 
     def _register(
         self, poller: Any, pipe: _Pipe, owners: dict[int, tuple[_Pipe, bool]]
@@ -268,21 +230,7 @@ class RecordingProxy(ServingBase):
             poller.register(pipe.upstream, upstream_mask)
             owners[pipe.upstream.fileno()] = (pipe, False)
 
-    def _accept(self, listener: socket.socket, pipes: list[_Pipe]) -> None:
-        try:
-            client, peer = listener.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return
-        number = self._accepted + 1  # only this thread changes it
-        record = ConnectionRecord(number, peer)
-        with self._lock:
-            self.connections.append(record)
-        self._accepted_one(number)
-        client.setblocking(False)
-        record.add("note", text="connected")
-        pipe = _Pipe(client, record)
-        pipes.append(pipe)
-        log.info("%r: connection #%d from %r", self, number, peer)
+    def _open_upstream(self, pipe: _Pipe) -> None:
         upstream = socket.socket(self._target_family, socket.SOCK_STREAM)
         pipe.upstream = upstream
         upstream.setblocking(False)
@@ -391,7 +339,6 @@ class RecordingProxy(ServingBase):
             except OSError:
                 pass
         log.info("%r: connection #%d ended (%s)", self, pipe.record.number, pipe.record.ended)
-        self._finished_one()
 
 
 def _abort(sock: socket.socket) -> None:

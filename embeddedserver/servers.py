@@ -8,17 +8,12 @@
 
 Model
 -----
-A server binds and listens in its constructor (so ``.port`` is known and a client can
-connect at once), then runs an accept loop on its own thread. Each accepted connection
-gets a ``Connection`` and the script's steps are run against it in order, one
-connection at a time (or one thread each with ``concurrent=True``).
-
-The script language and its matching live in ``embeddedserver.steps`` (pure, no sockets);
-this module is the I/O shell around it. Listening (``listen_tcp``) and the bookkeeping a
-server shares with the recording proxy (addresses, failures, ``check()``, the waits) live
-in ``_listen``. Every wait is a ``poll`` on the socket
-plus a wake-up pipe, with a deadline: ``stop()`` writes to the pipe, every waiting thread wakes
-at once, closes its sockets, and is joined. Nothing sleeps and nothing polls a flag.
+The script servers are thin shells over the one runtime (``_runtime.BaseServer``: it
+listens in the constructor, accepts on its own thread, owns the lifecycle and the failure
+policy). Each accepted connection gets a ``ScriptRunner`` (``_runner``: the pure
+interpreter of the script, compiled once per server by ``steps.compile_script``) and a
+``Connection`` (``_connection``: the I/O shell that does what the runner asks), one
+connection at a time, or one thread each with ``concurrent=True``.
 
 What a client does wrong is recorded as a ``Failure`` in ``server.errors`` (the
 connection is closed); ``check()`` raises ``AssertionError`` with all of them. An
@@ -32,23 +27,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import select
 import socket
 import ssl
-import sys
-import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from . import _args
-from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
-from ._connection import RECV_SIZE, Connection, ServerStopped, StepFailed, Waker
-from ._listen import (
-    ServingBase,
-    check_unix_path,
-)
+from ._args import DEFAULT_TIMEOUT
+from ._connection import RECV_SIZE, Connection, ServerStopped, StepFailed
 from ._runner import ScriptRunner
+from ._runtime import BaseServer
 from .record import ConnectionRecord, Event, Failure
 from .steps import (
     PerConnection,
@@ -65,9 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Linux wakes a thread blocked in accept() when another shuts the listener down.
-_SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
-
 
 
 # ---------------------------------------------------------------------------
@@ -77,7 +63,7 @@ _SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
 _ServerT = TypeVar("_ServerT", bound="CommandServer")
 
 
-class CommandServer(ServingBase):
+class CommandServer(BaseServer):
     """A fake TCP server that runs a script against each client connection.
 
     ``CommandServer(commands)`` binds and listens before it returns, then serves on its
@@ -131,12 +117,8 @@ class CommandServer(ServingBase):
         _check_args(
             host, port, verbose, timeout, max_connections, ssl_context, backlog, concurrent
         )
-        super().__init__()
-        self.STOPPED = False
         self.verbose = verbose
         self.timeout = float(timeout)
-        self.concurrent = concurrent
-        self.max_connections = max_connections
         self.ssl_context = ssl_context
         self.received: list[bytes] = []
         #: ``on_event(record, event)`` is called on the server thread for every event of
@@ -145,24 +127,13 @@ class CommandServer(ServingBase):
             raise TypeError(f"on_event must be a callable(record, event) or None, not {on_event!r}")
         self.on_event = on_event
         self._rbuf: bytearray | None = None  # the accept thread's read buffer
-        self._workers: list[threading.Thread] = []
-        self._prune_at = 64  # drop finished workers from the list when it is this long
-        self._stop_lock = threading.Lock()
-        self._stopped_inside = False  # stop() was called by a server thread
-        # One TCP listener on Linux: a blocking accept(), which stop() ends by shutting
-        # the listener down. Else poll() on the listeners and the wake-up pipe.
-        unix_path = check_unix_path(path, host, port)
-        self._blocking_accept = (
-            _SHUTDOWN_WAKES_ACCEPT and unix_path is None and host != "localhost"
-        )
-        #: The Unix socket path (None for TCP); ``address`` is where clients connect.
-        self._open_listeners(host, port, unix_path, backlog, self._blocking_accept)
-        self._tag = self._where if self.path is not None else f":{self._port}"  # messages
-        self._waker = Waker()
-        self._thread = threading.Thread(
-            target=self._accept_loop, name=f"embeddedserver:{self._where}", daemon=True
-        )
-        self._thread.start()
+        super().__init__(host=host, port=port, path=path, backlog=backlog,
+                         concurrent=concurrent, max_connections=max_connections)
+
+    @property
+    def _tag(self) -> str:
+        """How the live log and the printed failures name this server."""
+        return self._where if self.path is not None else f":{self._port}"
 
     def __repr__(self) -> str:
         state = "stopped" if self.STOPPED else "serving"
@@ -191,173 +162,7 @@ class CommandServer(ServingBase):
 
         return cls(load_script(path, exact=exact, keep_timing=keep_timing), **kwargs)
 
-    # -- lifecycle -----------------------------------------------------------
-
-    def stop(self) -> None:
-        """Stop serving: wake every thread, close every socket, join every thread.
-
-        Idempotent and prompt (a wake-up, not a timeout). Silent: failures stay in
-        ``errors`` for ``check()``.
-        """
-        if self._on_server_thread():
-            # A Call step stopping its own server: a server thread cannot join itself, nor
-            # the accept loop that joins it. Wake everyone; the accept loop closes the pipe.
-            self._stopped_inside = True
-            self._wake_all()
-            return
-        with self._stop_lock:
-            if self._waker.closed:  # stopped before, or by a Call step: just join
-                self._thread.join(JOIN_TIMEOUT)
-                return
-            self._wake_all()
-            # The accept loop first: once it has ended, no new worker can start.
-            self._thread.join(JOIN_TIMEOUT)
-            with self._lock:
-                threads = [self._thread, *self._workers]
-            stuck = []
-            for thread in threads:
-                thread.join(0 if thread is self._thread else JOIN_TIMEOUT)
-                if thread.is_alive():
-                    stuck.append(thread.name)
-            if stuck:
-                self._record(Failure("error", f"server threads did not stop within "
-                                     f"{JOIN_TIMEOUT} s: {', '.join(stuck)} (a Call step "
-                                     "that ignores conn.stopping?)"))
-                return  # the pipe stays open for the stragglers to notice
-            self._waker.close()
-
-    def _wake_all(self) -> None:
-        """Tell every server thread to stop: set STOPPED, wake the waits on the pipe,
-        and end a blocking accept(): Linux wakes it with EINVAL when the listener is shut
-        down. That is done under the lock, so that the accept loop cannot close the socket
-        (and its descriptor be reused) in between."""
-        self.STOPPED = True
-        self._waker.wake()
-        if self._blocking_accept:
-            with self._lock:
-                listener = self._listeners[0]
-                if listener.fileno() >= 0:
-                    try:
-                        listener.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-
-    def _on_server_thread(self) -> bool:
-        """True when called by this server's accept loop or one of its workers."""
-        current = threading.current_thread()
-        with self._lock:
-            return current is self._thread or current in self._workers
-
-    # -- server thread -------------------------------------------------------
-
-    def _accept_loop(self) -> None:
-        try:
-            if self._blocking_accept:
-                self._accept_blocking()
-            else:
-                self._accept_polling()
-            if not self.STOPPED:  # the last connection allowed was taken: see it served
-                self._join_workers()
-        except Exception:
-            self._record(Failure("error", "the accept loop crashed",
-                                 traceback=traceback.format_exc()))
-        finally:
-            self._accept_loop_ended()
-
-    def _accept_blocking(self) -> None:
-        # One system call per connection, where poll() + accept() took two: with a
-        # client in the same process, each is a wait for the GIL on the way back.
-        listener = self._listeners[0]
-        while not self.STOPPED:
-            try:
-                sock, peer = listener.accept()
-            except ConnectionAbortedError:
-                continue
-            except OSError:
-                if self.STOPPED:  # stop() shut the listener down
-                    return
-                raise
-            if self._take(sock, peer):
-                return
-
-    def _accept_polling(self) -> None:
-        poller = select.poll()
-        by_fd = {s.fileno(): s for s in self._listeners}
-        for fd in by_fd:
-            poller.register(fd, select.POLLIN)
-        wake_fd = self._waker.rfd
-        poller.register(wake_fd, select.POLLIN)
-        while True:
-            ready = poller.poll()
-            for fd, _ in ready:
-                if fd == wake_fd:
-                    return
-            for fd, _ in ready:
-                # Concurrent mode takes every connection waiting in the backlog (a crowd
-                # arrives at once); one at a time takes one per wake-up.
-                listener = by_fd[fd]
-                while not self.STOPPED:
-                    try:
-                        sock, peer = listener.accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        break
-                    if self._take(sock, peer):
-                        return
-                    if not self.concurrent:
-                        break
-
-    def _take(self, sock: socket.socket, peer: Any) -> bool:
-        """Count and serve a connection the accept loop took. True if it was the last one
-        ``max_connections`` allows: the listeners are then closed, before the waiters hear
-        of it, so that after ``wait_for_connections(finished=False)`` a connect is refused.
-        """
-        number = self._accepted + 1  # only the accept thread changes it
-        last = self.max_connections is not None and number >= self.max_connections
-        if last:
-            with self._lock:
-                for listener in self._listeners:
-                    listener.close()
-        self._accepted_one(number)
-        self._start_connection(sock, peer, number)
-        return last
-
-    def _accept_loop_ended(self) -> None:
-        with self._lock:
-            for lst in self._listeners:
-                lst.close()
-        if self.max_connections is not None:
-            self.STOPPED = True
-        if self._stopped_inside:
-            # stop() came from a Call step and joined nobody: once the workers are
-            # done, close the pipe here, unless an outside stop() (holding the lock
-            # while it joins this thread) is about to.
-            self._join_workers()
-            if self._stop_lock.acquire(blocking=False):
-                try:
-                    self._waker.close()
-                finally:
-                    self._stop_lock.release()
-
-    def _join_workers(self) -> None:
-        with self._lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join()  # bounded: every worker wait has a deadline or a wake-up
-
-    def _start_connection(self, sock: socket.socket, peer: Any, number: int) -> None:
-        if not self.concurrent:
-            self._serve(sock, peer, number)
-            return
-        worker = threading.Thread(
-            target=self._serve, args=(sock, peer, number),
-            name=f"embeddedserver:{self._where}#{number}", daemon=True,
-        )
-        with self._lock:
-            if len(self._workers) >= self._prune_at:  # amortised: not a scan per accept
-                self._workers = [w for w in self._workers if w.is_alive()]
-                self._prune_at = max(64, 2 * len(self._workers))
-            self._workers.append(worker)
-        worker.start()
+    # -- serving a connection ------------------------------------------------
 
     def _script_for(self, number: int) -> Sequence[Step] | None:
         if self.plan is not None:
@@ -408,10 +213,7 @@ class CommandServer(ServingBase):
             ))
         finally:
             conn.finish(record.ended or "server closed", tls_goodbye=False)
-            try:
-                self._on_connection_end()
-            finally:
-                self._finished_one()
+            self._on_connection_end()
 
     def _got_chunk(self, chunk: bytes) -> None:
         with self._lock:
@@ -518,12 +320,11 @@ class AsyncioCommandServer(CommandServer):
         if chunk:  # ExpectClose/ReadUntilClose may complete with b"": that is not EOF yet
             self._to_loop(self._feed, chunk)
 
-    def stop(self) -> None:
-        """Stop as ``CommandServer.stop()`` does, then feed EOF to ``reader`` if no
-        connection has, so that a task awaiting ``reader.read()`` ends."""
-        super().stop()
-        if not self._on_server_thread():  # else the Call step's connection feeds it at its end
-            self._to_loop(self._feed, b"")
+    def _on_stopped(self) -> None:
+        """After a stop, feed EOF to ``reader`` if no connection has, so that a task
+        awaiting ``reader.read()`` ends (a stop from a Call step: its connection's end
+        feeds it)."""
+        self._to_loop(self._feed, b"")
 
     def _on_connection_end(self) -> None:
         self._to_loop(self._feed, b"")

@@ -1,0 +1,399 @@
+"""The one runtime every server runs on: listening, the accept loop, threads, the lifecycle.
+
+Model
+-----
+``BaseServer`` binds and listens in its constructor (so ``.port`` is known and a client can
+connect at once, CPython's ``socketserver`` shape), then starts one accept thread. The
+thread waits in ``poll`` on the listeners and a wake-up pipe (``_connection.Waker``); each
+connection it accepts is counted and handed to the subclass's ``_serve(sock, peer,
+number)``: on the accept thread itself, one connection at a time, or on a worker thread
+of its own with ``concurrent=True``. Every wait any server thread makes also watches the
+wake-up pipe, so ``stop()`` wakes them all at once, and joins them, with a named bound
+(``JOIN_TIMEOUT``). Nothing sleeps and nothing polls a flag.
+
+What a client does wrong is recorded as a ``Failure`` in ``errors`` (``_record``); an
+exception on a server thread is recorded the same way, never lost. ``check()``,
+``__exit__`` and the fixtures raise them all, in one report.
+
+Subclasses (``servers.CommandServer`` and its kin, ``replay.RecordingProxy``) provide
+``_serve`` and ``__repr__``, and may override the wording hooks ``_report_head`` and
+``_still_busy``, ``_on_stopped`` (called after a stop from outside the server's threads),
+and the class attributes below. Callers use ``port``, ``address``, ``addresses``,
+``connections``, ``errors``, ``transcript()``, ``check()``, ``failure_report()``,
+``wait_for_connections()``, ``wait_idle()``, ``stop()`` and the context manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
+from ._connection import Waker
+from ._listen import check_unix_path, open_listeners
+from ._text import format_address, plural
+from .record import ConnectionRecord, Failure, render_transcript
+
+__all__ = ["BaseServer"]
+
+# The package's logger gets its NullHandler here (every server is one of these); each part
+# logs to a child named after its module.
+logging.getLogger("embeddedserver").addHandler(logging.NullHandler())
+log = logging.getLogger(__name__)
+
+_ServerT = TypeVar("_ServerT", bound="BaseServer")
+
+
+class BaseServer:
+    """A listening server with one accept thread: the runtime of every server class.
+
+    Arguments (checked by the subclass, which calls this constructor last, once its own
+    state is ready: the accept thread starts here):
+        host, port, path: where to listen (see ``_listen``); *path* wins when given.
+        backlog: the listen queue length.
+        concurrent: serve each connection on a worker thread of its own.
+        max_connections: stop listening after this many connections (None: no limit).
+        thread_name: the accept thread's name, before the address.
+    """
+
+    #: The word for a connection served to its end, in ``wait_for_connections()`` messages.
+    _finished_word = "finished"
+    _log = log
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        path: str | os.PathLike[str] | None,
+        backlog: int,
+        concurrent: bool,
+        max_connections: int | None,
+        thread_name: str = "embeddedserver",
+    ) -> None:
+        self.errors: list[Failure] = []
+        self.connections: list[ConnectionRecord] = []
+        self.STOPPED = False
+        self.concurrent = concurrent
+        self.max_connections = max_connections
+        self._lock = threading.Lock()
+        # The condition waiters wait on is made by the first of them (making one costs
+        # a measurable part of a server's start-up, and most servers have no waiter).
+        self._changed: threading.Condition | None = None
+        # The count lets the threads that count connections skip notify_all() (a
+        # measurable cost per connection) when nobody waits.
+        self._waiting = 0  # threads in wait_for_connections()/wait_idle()
+        self._accepted = 0
+        self._finished = 0
+        self._workers: list[threading.Thread] = []
+        self._prune_at = 64  # drop finished workers from the list when it is this long
+        self._stop_lock = threading.Lock()
+        self._stopped_inside = False  # stop() was called by a server thread
+        unix_path = check_unix_path(path, host, port)
+        #: The Unix socket path (None for TCP); ``address`` is where clients connect.
+        self.path = unix_path
+        self.host: str | None = host if unix_path is None else None
+        self._listeners, self.addresses = open_listeners(host, port, unix_path, backlog)
+        self._port: int | None = None if unix_path is not None else self.addresses[0][1]
+        self._where = format_address(unix_path if unix_path is not None else self.addresses[0])
+        self._waker = Waker()
+        self._thread_name = thread_name
+        self._thread = threading.Thread(
+            target=self._accept_loop, name=f"{thread_name}:{self._where}", daemon=True
+        )
+        self._thread.start()
+
+    # -- where -------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port clients connect to (port 0 given: the free port picked).
+
+        Raises AttributeError for a Unix-socket server (``path=``), which has no port
+        (``getattr(server, "port", None)`` is then None); use ``path`` or ``address``.
+        """
+        port = self._port
+        if port is None:
+            raise AttributeError(
+                f"{self!r} listens on the Unix socket {self.path!r}: it has no port; "
+                "use .path or .address"
+            )
+        return port
+
+    @property
+    def address(self) -> Any:
+        """Where clients connect, as ``socket.connect`` takes it: ``(host, port)`` of the
+        first listener for TCP, the path (str) for a Unix socket."""
+        return self.addresses[0]
+
+    # -- context manager -----------------------------------------------------------
+
+    def __enter__(self: _ServerT) -> _ServerT:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        __tracebackhide__ = True
+        self.stop()
+        if exc_type is None:
+            self.check()
+        elif exc is not None and self.errors and hasattr(exc, "add_note"):  # 3.11+
+            # The block's own error wins, but the recorded failures often explain it
+            # (a client error caused by a step that failed): keep them in view.
+            exc.add_note(self.failure_report())
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop serving: wake every thread, close every socket, join every thread.
+
+        Idempotent and prompt (a wake-up, not a timeout). Silent: failures stay in
+        ``errors`` for ``check()``.
+        """
+        if self._on_server_thread():
+            # A step stopping its own server: a server thread cannot join itself, nor the
+            # accept loop that joins it. Wake everyone; the accept loop closes the pipe.
+            self._stopped_inside = True
+            self._wake_all()
+            return
+        with self._stop_lock:
+            if self._waker.closed:  # stopped before, or from inside: just join
+                self._thread.join(JOIN_TIMEOUT)
+            else:
+                self._wake_all()
+                # The accept loop first: once it has ended, no new worker can start.
+                self._thread.join(JOIN_TIMEOUT)
+                with self._lock:
+                    threads = [self._thread, *self._workers]
+                stuck = []
+                for thread in threads:
+                    thread.join(0 if thread is self._thread else JOIN_TIMEOUT)
+                    if thread.is_alive():
+                        stuck.append(thread.name)
+                if stuck:  # the pipe stays open for the stragglers to notice
+                    self._record(Failure("error", f"server threads did not stop within "
+                                         f"{JOIN_TIMEOUT} s: {', '.join(stuck)} (a Call step "
+                                         "that ignores conn.stopping?)"))
+                else:
+                    self._waker.close()
+        self._on_stopped()
+
+    def _on_stopped(self) -> None:
+        """Called after ``stop()`` from outside the server's threads has joined them."""
+
+    def _wake_all(self) -> None:
+        """Tell every server thread to stop: set STOPPED and wake the waits on the pipe."""
+        self.STOPPED = True
+        self._waker.wake()
+
+    def _on_server_thread(self) -> bool:
+        """True when called by this server's accept loop or one of its workers."""
+        current = threading.current_thread()
+        with self._lock:
+            return current is self._thread or current in self._workers
+
+    # -- the accept thread -----------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        try:
+            self._accept_until_stopped()
+            if not self.STOPPED:  # the last connection allowed was taken: see it served
+                self._join_workers()
+        except Exception:
+            self._record(Failure("error", "the accept loop crashed",
+                                 traceback=traceback.format_exc()))
+        finally:
+            self._accept_loop_ended()
+
+    def _accept_until_stopped(self) -> None:
+        poller = select.poll()
+        by_fd = {s.fileno(): s for s in self._listeners}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        wake_fd = self._waker.rfd
+        poller.register(wake_fd, select.POLLIN)
+        while True:
+            ready = poller.poll()
+            if any(fd == wake_fd for fd, _ in ready):
+                return
+            for fd, _ in ready:
+                # Concurrent mode takes every connection waiting in the backlog (a crowd
+                # arrives at once); one at a time takes one per wake-up.
+                listener = by_fd[fd]
+                while not self.STOPPED:
+                    try:
+                        sock, peer = listener.accept()
+                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                        break
+                    if self._take(sock, peer):
+                        return
+                    if not self.concurrent:
+                        break
+
+    def _take(self, sock: socket.socket, peer: Any) -> bool:
+        """Count and serve a connection the accept loop took. True if it was the last one
+        ``max_connections`` allows: the listeners are then closed, before the waiters hear
+        of it, so that after ``wait_for_connections(finished=False)`` a connect is refused.
+        """
+        number = self._accepted + 1  # only the accept thread changes it
+        last = self.max_connections is not None and number >= self.max_connections
+        if last:
+            with self._lock:
+                for listener in self._listeners:
+                    listener.close()
+        self._accepted_one(number)
+        if not self.concurrent:
+            self._run_connection(sock, peer, number)
+            return last
+        worker = threading.Thread(
+            target=self._run_connection, args=(sock, peer, number),
+            name=f"{self._thread_name}:{self._where}#{number}", daemon=True,
+        )
+        with self._lock:
+            if len(self._workers) >= self._prune_at:  # amortised: not a scan per accept
+                self._workers = [w for w in self._workers if w.is_alive()]
+                self._prune_at = max(64, 2 * len(self._workers))
+            self._workers.append(worker)
+        worker.start()
+        return last
+
+    def _run_connection(self, sock: socket.socket, peer: Any, number: int) -> None:
+        try:
+            self._serve(sock, peer, number)
+        except Exception:  # _serve records what it expects; this is a bug, still reported
+            self._record(Failure("error", f"serving connection #{number} crashed",
+                                 connection=number, peer=peer,
+                                 traceback=traceback.format_exc()))
+            sock.close()
+        finally:
+            self._finished_one()
+
+    def _serve(self, sock: socket.socket, peer: Any, number: int) -> None:
+        """Serve connection *number* on *sock* to its end, and close *sock*; a subclass's
+        own. Runs on the accept thread, or on a worker with ``concurrent``."""
+        raise NotImplementedError
+
+    def _accept_loop_ended(self) -> None:
+        with self._lock:
+            for lst in self._listeners:
+                lst.close()
+        if self.max_connections is not None:
+            self.STOPPED = True
+        if self._stopped_inside:
+            # stop() came from a server thread and joined nobody: once the workers are
+            # done, close the pipe here, unless an outside stop() (holding the lock
+            # while it joins this thread) is about to.
+            self._join_workers()
+            if self._stop_lock.acquire(blocking=False):
+                try:
+                    self._waker.close()
+                finally:
+                    self._stop_lock.release()
+
+    def _join_workers(self) -> None:
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join()  # bounded: every worker wait has a deadline or a wake-up
+
+    # -- results ---------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise AssertionError describing every failure recorded so far, if any."""
+        __tracebackhide__ = True
+        with self._lock:
+            errors = list(self.errors)
+        if errors:
+            raise AssertionError(self.failure_report(errors))
+
+    def failure_report(self, errors: Sequence[Failure] | None = None) -> str:
+        """The text ``check()`` raises with."""
+        if errors is None:
+            with self._lock:
+                errors = list(self.errors)
+        body = [f"{n}) {f.message()}" for n, f in enumerate(errors, 1)]
+        return "\n\n".join([self._report_head(len(errors)), *body])
+
+    def _report_head(self, count: int) -> str:
+        return f"{type(self).__name__} on {self._where}: {plural(count, 'failure')}"
+
+    def transcript(self) -> str:
+        """Every connection so far, as readable text (see ``ConnectionRecord.render``)."""
+        return render_transcript(self._records())
+
+    def _records(self) -> list[ConnectionRecord]:
+        with self._lock:
+            return list(self.connections)
+
+    def _record(self, failure: Failure) -> None:
+        with self._lock:
+            self.errors.append(failure)
+        self._log.warning("%r: %s", self, failure.summary)
+
+    # -- counting and waiting ----------------------------------------------------------
+
+    def _accepted_one(self, number: int) -> None:
+        """Count connection *number* as accepted (called by the one accepting thread)."""
+        with self._lock:
+            self._accepted = number
+            if self._waiting:
+                assert self._changed is not None
+                self._changed.notify_all()
+
+    def _finished_one(self) -> None:
+        """Count one more connection as finished."""
+        with self._lock:
+            self._finished += 1
+            if self._waiting:
+                assert self._changed is not None
+                self._changed.notify_all()
+
+    def wait_for_connections(
+        self, n: int = 1, timeout: float = DEFAULT_TIMEOUT, *, finished: bool = True
+    ) -> None:
+        """Wait until *n* connections have ended (or, with ``finished=False``, been
+        accepted). Raises TimeoutError saying how many there were."""
+        __tracebackhide__ = True
+        with self._lock:
+            done = self._wait_for(
+                lambda: (self._finished if finished else self._accepted) >= n, timeout
+            )
+            count = self._finished if finished else self._accepted
+        if not done:
+            what = self._finished_word if finished else "accepted"
+            raise TimeoutError(
+                f"{count} of {n} connections {what} within {timeout} s on {self!r}"
+            )
+
+    def wait_idle(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until every connection accepted so far has ended. TimeoutError if not."""
+        __tracebackhide__ = True
+        with self._lock:
+            done = self._wait_for(lambda: self._finished >= self._accepted, timeout)
+            open_now = self._accepted - self._finished
+        if not done:
+            raise TimeoutError(f"{self!r} {self._still_busy(open_now)} after {timeout} s")
+
+    def _still_busy(self, open_now: int) -> str:
+        return "still serving a connection"
+
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        # Called holding the lock.
+        self._waiting += 1
+        try:
+            if self._changed is None:
+                self._changed = threading.Condition(self._lock)
+            return self._changed.wait_for(predicate, timeout)
+        finally:
+            self._waiting -= 1
