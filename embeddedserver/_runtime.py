@@ -30,13 +30,14 @@ import os
 import select
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
-from ._connection import Waker
+from ._connection import Waker, poll_ms
 from ._listen import check_unix_path, open_listeners
 from ._text import format_address, plural
 from .record import ConnectionRecord, Failure, render_transcript
@@ -61,11 +62,18 @@ class BaseServer:
         concurrent: serve each connection on a worker thread of its own.
         max_connections: stop listening after this many connections (None: no limit).
         thread_name: the accept thread's name, before the address.
+        start: start accepting now; else the subclass calls ``_start()`` when it is ready
+            (to make state that needs ``_lock`` first).
     """
 
     #: The word for a connection served to its end, in ``wait_for_connections()`` messages.
     _finished_word = "finished"
     _log = log
+    #: True for a subclass whose accept loop also watches a second pipe: ``_kick()`` makes
+    #: the loop take every connection waiting in the backlog, then call ``_after_kick()``;
+    #: and the loop's wait ends at ``_alarm()`` (a monotonic deadline or None), when it
+    #: calls ``_on_alarm()``. (A server that needs neither pays for no second pipe.)
+    _uses_kick = False
 
     def __init__(
         self,
@@ -77,6 +85,7 @@ class BaseServer:
         concurrent: bool,
         max_connections: int | None,
         thread_name: str = "embeddedserver",
+        start: bool = True,
     ) -> None:
         self.errors: list[Failure] = []
         self.connections: list[ConnectionRecord] = []
@@ -104,10 +113,16 @@ class BaseServer:
         self._port: int | None = None if unix_path is not None else self.addresses[0][1]
         self._where = format_address(unix_path if unix_path is not None else self.addresses[0])
         self._waker = Waker()
+        self._kicker = Waker() if self._uses_kick else None
         self._thread_name = thread_name
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"{thread_name}:{self._where}", daemon=True
         )
+        if start:
+            self._thread.start()
+
+    def _start(self) -> None:
+        """Start accepting (for a subclass that passed ``start=False``)."""
         self._thread.start()
 
     # -- where -------------------------------------------------------------------
@@ -187,6 +202,8 @@ class BaseServer:
                                          "that ignores conn.stopping?)"))
                 else:
                     self._waker.close()
+                    if self._kicker is not None:
+                        self._kicker.close()
         self._on_stopped()
 
     def _on_stopped(self) -> None:
@@ -223,23 +240,56 @@ class BaseServer:
             poller.register(fd, select.POLLIN)
         wake_fd = self._waker.rfd
         poller.register(wake_fd, select.POLLIN)
+        kicker = self._kicker
+        if kicker is not None:
+            poller.register(kicker.rfd, select.POLLIN)
         while True:
-            ready = poller.poll()
+            alarm = self._alarm() if kicker is not None else None
+            ready = poller.poll(None if alarm is None else poll_ms(alarm))
             if any(fd == wake_fd for fd, _ in ready):
                 return
             for fd, _ in ready:
-                # Concurrent mode takes every connection waiting in the backlog (a crowd
-                # arrives at once); one at a time takes one per wake-up.
-                listener = by_fd[fd]
-                while not self.STOPPED:
-                    try:
-                        sock, peer = listener.accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        break
-                    if self._take(sock, peer):
-                        return
-                    if not self.concurrent:
-                        break
+                if kicker is not None and fd == kicker.rfd:
+                    kicker.clear()
+                    for listener in self._listeners:  # the whole backlog, then the news
+                        if self._take_all(listener, every=True):
+                            return
+                    self._after_kick()
+                elif fd in by_fd and self._take_all(by_fd[fd], every=self.concurrent):
+                    return
+            if alarm is not None and time.monotonic() >= alarm:
+                self._on_alarm()
+
+    def _take_all(self, listener: socket.socket, every: bool) -> bool:
+        """Accept from *listener*: every connection waiting in its backlog (a crowd
+        arrives at once), or one (a server serving one at a time takes one per wake-up).
+        True if the last connection ``max_connections`` allows was taken."""
+        while not self.STOPPED:
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return False
+            if self._take(sock, peer):
+                return True
+            if not every:
+                return False
+        return False
+
+    def _kick(self) -> None:
+        """Have the accept loop take the backlog and call ``_after_kick()`` (and look at
+        ``_alarm()`` again)."""
+        assert self._kicker is not None, "set _uses_kick on the class"
+        self._kicker.wake()
+
+    def _after_kick(self) -> None:
+        """Called on the accept thread once it took the backlog, after a ``_kick()``."""
+
+    def _alarm(self) -> float | None:
+        """The monotonic time the accept loop should wake at, or None (with _uses_kick)."""
+        return None
+
+    def _on_alarm(self) -> None:
+        """Called on the accept thread once ``_alarm()`` has passed."""
 
     def _take(self, sock: socket.socket, peer: Any) -> bool:
         """Count and serve a connection the accept loop took. True if it was the last one
@@ -253,6 +303,9 @@ class BaseServer:
                 for listener in self._listeners:
                     listener.close()
         self._accepted_one(number)
+        if not self._admit(sock, peer, number):
+            self._finished_one()  # refused: it ended here
+            return last
         if not self.concurrent:
             self._run_connection(sock, peer, number)
             return last
@@ -278,6 +331,11 @@ class BaseServer:
             sock.close()
         finally:
             self._finished_one()
+
+    def _admit(self, sock: socket.socket, peer: Any, number: int) -> bool:
+        """Called on the accept thread before connection *number* is served: False (having
+        closed *sock*) to serve it not at all. Every connection is admitted by default."""
+        return True
 
     def _serve(self, sock: socket.socket, peer: Any, number: int) -> None:
         """Serve connection *number* on *sock* to its end, and close *sock*; a subclass's

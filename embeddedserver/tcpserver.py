@@ -46,7 +46,6 @@ Sections: helpers - TcpServer - join.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import select
 import socket
@@ -60,12 +59,12 @@ from typing import Any, NoReturn
 
 from . import _args
 from ._args import JOIN_TIMEOUT, TCPSERVER_TIMEOUT
-from ._connection import Connection, ServerStopped, StepFailed, Waker, poll_ms
-from ._listen import listen_tcp
+from ._connection import Connection, ServerStopped, StepFailed
 from ._runner import ScriptRunner
+from ._runtime import BaseServer
 from ._tcpmessages import Planned, StreamClient, explain, unread_failure
 from ._text import format_address
-from .record import ConnectionRecord, Failure, render_transcript, show_bytes
+from .record import ConnectionRecord, Failure, show_bytes
 from .steps import Close, Expect, ExpectClose, ExpectFrame, Send, SendFrame
 
 __all__ = ["Join", "TcpServer"]
@@ -122,7 +121,7 @@ class _Accepted:
     record: ConnectionRecord
 
 
-class TcpServer:
+class TcpServer(BaseServer):
     """A fake TCP server driven by a script the test appends to while it runs.
 
     Callers use ``service_port`` and the step methods ``expect_connect``, ``expect_bytes``,
@@ -142,6 +141,8 @@ class TcpServer:
     b'pong'
     """
 
+    _uses_kick = True  # the accept loop times expect_connect() and takes the backlog
+
     def __init__(
         self,
         *,
@@ -152,35 +153,27 @@ class TcpServer:
         self.timeout = _args.timeout(timeout)
         self.name = name
         self._fail_test = fail or _raise_assertion
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        super().__init__(host="localhost", port=0, path=None, backlog=16, concurrent=True,
+                         max_connections=None, thread_name=name, start=False)
+        self.service_port: int = self.port
+        #: The plan's state changes under this condition (on the server's lock).
+        self._plan = threading.Condition(self._lock)
         self._steps: list[Planned] = []
         self._done = 0  # steps completed
+        self._since = time.monotonic()  # when the step at _done became the one to run
         self._failure: Failure | None = None
         self._reported = False
         self._halted = False  # stopped or failed: no more accepting, no more steps
-        self._runner_done = False
         self._connected_by: int | None = None  # script state: step that opened the client
         self._ended_by: int | None = None  # script state: step that ended the last client
-        self._pending: deque[_Accepted] = deque()
+        self._pending: deque[_Accepted] = deque()  # accepted, no expect_connect() took them
         self._open: list[_Accepted] = []
-        self._records: list[ConnectionRecord] = []
         self._streams: dict[tuple[Any, ...], StreamClient] = {}
         self._unawaited: list[Join] = []
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._listeners = listen_tcp("localhost", 0, 16)
-        self.service_port: int = self._listeners[0].getsockname()[1]
-        self.addresses = [s.getsockname()[:2] for s in self._listeners]
-        self._waker = Waker()  # stop(), or the first failure: every wait ends
-        self._kick = Waker()  # a step was added while the server thread was idle
-        self._idle = False  # the server thread waits for steps (it must be kicked)
-        self._closing = False  # teardown: take the clients queued, then end
+        self._drained = False  # the accept loop took the backlog, as asked at teardown
         self._stopped = False
-        # A thread runs while there are steps to run or a client in the script: the first
-        # step starts it, and it ends when it runs out of steps with no client connected
-        # (the next step starts another). Meanwhile the listeners' backlog holds a client.
-        self._thread = self._new_thread()
-        self._thread_running = False
+        self._start()
 
     def __repr__(self) -> str:
         return f"<TcpServer {self.name!r} port {self.service_port}>"
@@ -197,11 +190,6 @@ class TcpServer:
         ``await tcpserver_factory()`` works as well as ``tcpserver_factory()``."""
         return self
         yield  # pragma: no cover - makes this a generator
-
-    @property
-    def port(self) -> int:
-        """The same as ``service_port``."""
-        return self.service_port
 
     @property
     def failure(self) -> Failure | None:
@@ -258,7 +246,7 @@ class TcpServer:
 
     def _add(self, planned: Planned) -> None:
         __tracebackhide__ = True
-        with self._changed:
+        with self._plan:
             index = len(self._steps)
             problem = None if self._failure else self._misuse(index, planned)
             if problem is None:
@@ -267,11 +255,11 @@ class TcpServer:
                     self._connected_by = index
                 elif planned.kind in ("close", "disconnect"):
                     self._connected_by, self._ended_by = None, index
-                if self._idle:
-                    self._idle = False
-                    self._kick.wake()
-                if not (self._thread_running or self._stopped):
-                    self._start_thread()
+                if index == self._done:
+                    self._since = time.monotonic()
+                self._plan.notify_all()
+                if planned.kind == "connect" and not self._halted:
+                    self._kick()  # the accept loop times the wait for the client
                 return
             failure = Failure("misuse", problem)
             self._record_failure(failure, reported=True)
@@ -302,25 +290,21 @@ class TcpServer:
 
     # -- results -----------------------------------------------------------
 
-    def transcript(self) -> str:
-        """Every connection so far, as readable text."""
-        with self._lock:
-            records = list(self._records)
-        return render_transcript(records)
-
     def _report(self, failure: Failure) -> str:
         return f"{self.name} on port {self.service_port}: {failure.message()}"
 
     def _abort(self, failure: Failure) -> None:
         """Record the first failure and stop serving (the waker interrupts any step)."""
-        with self._changed:
+        with self._plan:
             self._record_failure(failure, reported=False)
 
     def _record_failure(self, failure: Failure, reported: bool) -> None:
-        """``_abort`` with the lock held; a failure after the first is ignored."""
+        """``_abort`` with the lock held; a failure after the first is ignored. The first
+        failure stops the server: every wait ends, no client is accepted any more."""
         if self._failure is not None:
             return
         self._failure, self._reported, self._halted = failure, reported, True
+        self.errors.append(failure)
         self._notify()
         if not self._stopped:  # after stop() the pipe is closed
             self._waker.wake()
@@ -328,7 +312,7 @@ class TcpServer:
 
     def _notify(self) -> None:
         """Wake every waiter, threads and coroutines; call with the lock held."""
-        self._changed.notify_all()
+        self._plan.notify_all()
         for loop, future in self._async_waiters:
             try:
                 loop.call_soon_threadsafe(_settle, future)
@@ -360,25 +344,18 @@ class TcpServer:
             self._fail_test(message)
 
     def stop(self) -> None:
-        """Stop at once: wake and join the server thread, close every socket. Idempotent."""
-        with self._changed:
-            if self._stopped:
-                return
+        """Stop at once: wake and join the server's threads, close every socket. Idempotent."""
+        super().stop()
+
+    def _wake_all(self) -> None:
+        with self._plan:
             self._stopped = self._halted = True
             self._notify()
-        self._waker.wake()
-        if self._thread.ident is not None and self._thread is not threading.current_thread():
-            self._thread.join(JOIN_TIMEOUT)
+        super()._wake_all()
+
+    def _on_stopped(self) -> None:
         with self._lock:
             self._close_all()
-        for listener in self._listeners:  # (the thread closes them, if it ever ran)
-            listener.close()
-        if self._thread.is_alive():
-            log.error("%s: thread %s did not stop within %s s", self, self._thread.name,
-                      JOIN_TIMEOUT)
-        else:
-            self._waker.close()
-            self._kick.close()
 
     def _final_report(self) -> str | None:
         """Teardown: finish the script, then the client-side checks. A report, or None."""
@@ -392,15 +369,7 @@ class TcpServer:
         with self._lock:
             target = len(self._steps)
         self._wait_blocking(target)
-        with self._lock:  # the script is over: the thread takes the clients queued and ends
-            self._closing = True
-            running = self._thread_running
-            if running:
-                self._kick.wake()
-        if self._thread.ident is not None:
-            self._thread.join(JOIN_TIMEOUT)
-        if not running:  # no thread (no step, or it ended idle): take the clients queued
-            self._take_queued()
+        self._take_backlog()  # clients that connected before the end are reported too
         with self._lock:
             if self._failure is not None:
                 failure = None if self._reported else self._failure
@@ -411,6 +380,16 @@ class TcpServer:
         if problems:
             return f"{self.name} on port {self.service_port}: " + "\n".join(problems)
         return None
+
+    def _take_backlog(self) -> None:
+        """Have the accept loop take every client waiting in the listen backlog, and wait
+        until it has (bounded: it never blocks while doing so)."""
+        with self._plan:
+            if self._halted:
+                return
+            self._drained = False
+            self._kick()
+            self._plan.wait_for(lambda: self._drained or self._halted, JOIN_TIMEOUT)
 
     def _client_problems(self) -> list[str]:
         problems = []
@@ -446,171 +425,135 @@ class TcpServer:
                 self._open.remove(entry)
             entry.sock.close()
 
-    # -- server thread -----------------------------------------------------
-    #
-    # One thread runs the steps and accepts clients: whenever it waits (for a step to be
-    # added, for a client to connect, or inside a step for the client) it also watches
-    # the listeners, so a second client is noticed at once, mid-step.
+    # -- the accept thread: admitting clients, timing expect_connect() ---------------
 
-    def _new_thread(self) -> threading.Thread:
-        return threading.Thread(
-            target=self._serve, name=f"{self.name}:{self.service_port}", daemon=True
-        )
-
-    def _start_thread(self) -> None:
-        """Start a server thread; call with the lock held, so that stop() sees a thread
-        it can join (the thread waits for the lock before it does anything). A thread
-        that ended idle let go of the lock for good: joining it here cannot deadlock."""
-        if self._thread.ident is not None:
-            self._thread.join()
-            self._thread = self._new_thread()
-        self._thread_running = True
-        self._thread.start()
-
-    def _serve(self) -> None:
-        listeners = {s.fileno(): s for s in self._listeners}
-        current: tuple[_Accepted, Connection] | None = None
-        closed = ended_idle = False
-        try:
-            while True:
-                with self._changed:
-                    if self._halted:
-                        return
-                    if self._done < len(self._steps):
-                        index, planned = self._done, self._steps[self._done]
-                    elif self._closing:
-                        break
-                    elif current is None:  # out of steps, no client: the next step restarts
-                        self._thread_running = False
-                        ended_idle = True
-                        return
-                    else:
-                        self._idle = True
-                        planned = None
-                if planned is None:
-                    self._wait_for_work(listeners)
-                    continue
-                try:
-                    current = self._execute(index, planned, current, listeners)
-                except ServerStopped:
-                    return
-                except StepFailed as exc:
-                    self._abort(exc.failure)
-                    return
-                with self._changed:
-                    self._done += 1
-                    self._notify()
-            self._take_queued()  # clients that connected before the end
-            closed = True  # the queued clients stay for the teardown report; stop() closes
-        except ServerStopped:
-            pass
-        except Exception as exc:
-            self._abort(Failure("error", f"{self.name} crashed: {exc!r}",
-                                traceback=traceback.format_exc()))
-        finally:
-            if not ended_idle:
-                self._end_serving(current, closed)
-
-    def _end_serving(self, current: tuple[_Accepted, Connection] | None, closed: bool) -> None:
-        """The thread's last act when the server stops, fails or closes."""
-        for listener in self._listeners:
-            listener.close()
-        if current is not None:  # ended as the failure report's transcript says
-            failure = self._failure
-            conn = current[1]
-            conn.close(conn.runner.ending_after(failure.kind) if failure else "stopped")
-        with self._changed:
-            if not closed:
-                self._close_all()
-            self._runner_done = True
-            self._notify()
-
-    def _wait_for_work(self, listeners: dict[int, socket.socket]) -> None:
-        """Idle until a step is added (a kick) or stop; accept the clients meanwhile."""
-        ready = self._poll(listeners, self._kick.rfd, None)
-        if self._kick.rfd in ready:
-            with self._lock:
-                self._kick.clear()
-
-    def _poll(
-        self, listeners: dict[int, socket.socket], extra: int | None, ms: int | None
-    ) -> list[int]:
-        """One wait on the listeners, the waker and *extra*; accepts the clients that
-        arrived. Raises ServerStopped on the waker."""
-        poller = select.poll()
-        for fd in (*listeners, self._waker.rfd, *(() if extra is None else (extra,))):
-            poller.register(fd, select.POLLIN)
-        ready = [fd for fd, _ in poller.poll(ms)]
-        if self._waker.rfd in ready:
-            raise ServerStopped()
-        for fd in ready:
-            if fd in listeners:
-                self._accept_one(listeners[fd])
-        return ready
-
-    def _take_queued(self) -> None:
-        """Accept every client waiting in the listeners' backlog."""
-        for listener in self._listeners:
-            while self._accept_one(listener):
-                pass
-
-    def _accept_one(self, listener: socket.socket) -> bool:
-        try:
-            sock, peer = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return False
-        except ConnectionAbortedError:
-            return True
-        self._accepted(sock, peer)
-        return True
-
-    def _accepted(self, sock: socket.socket, peer: Any) -> None:
-        with self._changed:
+    def _admit(self, sock: socket.socket, peer: Any, number: int) -> bool:
+        """A client connected: queue it for the next expect_connect(), unless another
+        client is still being served (a failure: a tcpserver serves one at a time)."""
+        with self._plan:
             if self._halted:
                 sock.close()
-                return
-            record = ConnectionRecord(len(self._records) + 1, peer)
+                return False
+            record = ConnectionRecord(number, peer)
             record.add("note", text="connected")
-            self._records.append(record)
+            self.connections.append(record)
             busy = next((e for e in self._open if not _client_gone(e.sock)), None)
             if busy is None:
                 entry = _Accepted(sock, record)
                 self._pending.append(entry)
                 self._open.append(entry)
-                return
+                self._plan.notify_all()
+                return True
             record.ended = "refused: second connection"
         sock.close()
         self._abort(Failure(
             "second connection",
             f"a second connection arrived while connection #{busy.record.number} from "
-            f"{format_address(busy.record.peer)} was still being served; a tcpserver serves one "
-            "client at a time (close the first connection first, or use tcpserver_factory() "
-            "for a server per client)",
+            f"{format_address(busy.record.peer)} was still being served; a tcpserver serves "
+            "one client at a time (close the first connection first, or use "
+            "tcpserver_factory() for a server per client)",
             connection=record.number, peer=peer,
         ))
+        return False
 
-    def _execute(
-        self, index: int, planned: Planned, current: tuple[_Accepted, Connection] | None,
-        listeners: dict[int, socket.socket],
-    ) -> tuple[_Accepted, Connection] | None:
-        """Run one step; return the connection being served afterwards."""
-        if planned.kind == "connect":
-            entry = self._take_connection(index, planned, listeners)
-            emit = self._emit if log.isEnabledFor(logging.INFO) else None
-            # This connection's steps follow its expect_connect() in the plan; the runner
-            # gets each as it is planned, and answers IDLE when it has run it.
-            runner = ScriptRunner([], entry.record, self.timeout, emit=emit, growing=True,
-                                  first_index=index + 1)
-            conn = Connection(entry.sock.dup(), entry.record.peer, runner, self._waker)
-            conn.also_watch = {
-                fd: functools.partial(self._accept_one, listener)
-                for fd, listener in listeners.items()
-            }
-            if emit is not None:
-                emit(entry.record, "taken by expect_connect()")
-            return entry, conn
-        assert current is not None and planned.step is not None, "the script checks forbid it"
-        entry, conn = current
+    def _after_kick(self) -> None:
+        with self._plan:
+            self._drained = True
+            self._plan.notify_all()
+
+    def _waiting_connect(self) -> Planned | None:
+        """The expect_connect() step to run now with no client there for it, if any; call
+        with the lock held."""
+        if self._halted or self._done >= len(self._steps) or self._pending:
+            return None
+        planned = self._steps[self._done]
+        return planned if planned.kind == "connect" else None
+
+    def _alarm(self) -> float | None:
+        with self._lock:
+            planned = self._waiting_connect()
+            return None if planned is None else self._since + planned.timeout
+
+    def _on_alarm(self) -> None:
+        with self._plan:
+            planned = self._waiting_connect()
+            if planned is None or time.monotonic() < self._since + planned.timeout:
+                return
+            hosts = " and ".join(a[0] for a in self.addresses)
+            self._record_failure(Failure(
+                "timeout",
+                f"no client connected within {planned.timeout:g} s (the server listens on "
+                f"{hosts}, port {self.service_port}: does the client use "
+                "tcpserver.service_port?)",
+                step_index=self._done, step=planned, script_length=len(self._steps),
+            ), reported=False)
+
+    # -- a connection's thread: taken by expect_connect(), then its steps ---------------
+
+    def _serve(self, sock: socket.socket, peer: Any, number: int) -> None:
+        with self._plan:
+            entry = next((e for e in self._pending if e.sock is sock), None)
+            while entry is not None and not self._halted:
+                planned = self._steps[self._done] if self._done < len(self._steps) else None
+                if planned is not None and planned.kind == "connect" and \
+                        self._pending[0] is entry:
+                    break
+                self._plan.wait()
+            else:
+                return  # stopped or failed: stop() closes the socket and reports the queue
+            assert entry is not None
+            self._pending.popleft()
+            first = self._done
+            self._step_done()
+        self._run_steps(entry, first)
+
+    def _step_done(self) -> None:
+        """The step at _done completed; call with the lock held."""
+        self._done += 1
+        self._since = time.monotonic()
+        self._notify()
+        if self._waiting_connect() is not None:
+            self._kick()  # the accept loop times the next expect_connect()
+
+    def _run_steps(self, entry: _Accepted, connect_index: int) -> None:
+        emit = self._emit if log.isEnabledFor(logging.INFO) else None
+        # This connection's steps follow its expect_connect() in the plan: the runner gets
+        # each as it is planned, and answers IDLE when it has run it. The Connection works
+        # on a duplicate descriptor: stop() closes entry.sock under the lock meanwhile.
+        runner = ScriptRunner([], entry.record, self.timeout, emit=emit, growing=True,
+                              first_index=connect_index + 1)
+        conn = Connection(entry.sock.dup(), entry.record.peer, runner, self._waker)
+        if emit is not None:
+            emit(entry.record, "taken by expect_connect()")
+        try:
+            while True:
+                with self._plan:
+                    self._plan.wait_for(
+                        lambda: self._halted or self._done < len(self._steps))
+                    if self._halted:
+                        return
+                    index, planned = self._done, self._steps[self._done]
+                self._execute(index, planned, entry, conn)
+                with self._plan:
+                    self._step_done()
+                if not conn.open:
+                    self._end(entry)
+                    return
+        except ServerStopped:
+            pass
+        except StepFailed as exc:
+            self._abort(exc.failure)
+        except Exception as exc:
+            self._abort(Failure("error", f"{self.name} crashed: {exc!r}",
+                                traceback=traceback.format_exc()))
+        finally:
+            failure = self._failure
+            # ended as the failure report's transcript says
+            conn.close(runner.ending_after(failure.kind) if failure else "stopped")
+
+    def _execute(self, index: int, planned: Planned, entry: _Accepted, conn: Connection) -> None:
+        """Run one engine step on the connection *entry*; StepFailed in tcpserver words."""
+        assert planned.step is not None, "the script checks forbid a second expect_connect()"
         conn.runner.append(planned.step)
         conn.runner.script_length = len(self._steps)
         try:
@@ -631,34 +574,6 @@ class TcpServer:
                                   script_length=len(self._steps),
                                   transcript=entry.record.render(tail=8))
                 raise StepFailed(unread_failure(failure, unread, exact, reset=False))
-        if conn.open:
-            return current
-        self._end(entry)
-        return None
-
-    def _take_connection(
-        self, index: int, planned: Planned, listeners: dict[int, socket.socket]
-    ) -> _Accepted:
-        deadline = time.monotonic() + planned.timeout
-        while True:
-            with self._lock:
-                if self._halted:
-                    raise ServerStopped()
-                if self._pending:
-                    return self._pending.popleft()
-            ms = poll_ms(deadline)
-            if ms == 0:
-                break
-            self._poll(listeners, None, ms)
-        with self._lock:
-            hosts = " and ".join(a[0] for a in self.addresses)
-            raise StepFailed(Failure(
-                "timeout",
-                f"no client connected within {planned.timeout:g} s (the server listens on "
-                f"{hosts}, port {self.service_port}: does the client use "
-                "tcpserver.service_port?)",
-                step_index=index, step=planned, script_length=len(self._steps),
-            ))
 
     def _unread(self, entry: _Accepted, reset: bool) -> tuple[bytes, bool]:
         """Bytes sent on *entry* that the client never read, and whether that is exact:
@@ -701,12 +616,12 @@ class TcpServer:
         return pending
 
     def _reached(self, target: int) -> bool:
-        return self._done >= target or self._failure is not None or self._runner_done
+        return self._done >= target or self._failure is not None or self._halted
 
     def _wait_blocking(self, target: int) -> None:
         # Bounded without a timeout of its own: every step has one.
-        with self._changed:
-            self._changed.wait_for(lambda: self._reached(target))
+        with self._plan:
+            self._plan.wait_for(lambda: self._reached(target))
 
     async def _wait_async(self, target: int) -> None:
         loop = asyncio.get_running_loop()
