@@ -239,7 +239,8 @@ class _ServingBase:
 
     path: str | None
     host: str | None
-    addresses: list[Any]
+    #: Where the server listens: ``(host, port)`` of each TCP listener, or the Unix path.
+    addresses: list[tuple[str, int] | str]
     _port: int | None
     _listeners: list[socket.socket]
     _where: str
@@ -266,8 +267,9 @@ class _ServingBase:
         if path is None:
             self.host = host
             self._listeners = _listen_tcp(host, port, backlog, blocking)
-            self.addresses = [s.getsockname()[:2] for s in self._listeners]
-            self._port = self.addresses[0][1]
+            tcp: list[tuple[str, int]] = [s.getsockname()[:2] for s in self._listeners]
+            self.addresses = list(tcp)
+            self._port = tcp[0][1]
         else:
             self._listeners = [_listen_unix(path, backlog)]
             self.host = self._port = None
@@ -290,7 +292,7 @@ class _ServingBase:
         return port
 
     @property
-    def address(self) -> Any:
+    def address(self) -> tuple[str, int] | str:
         """Where clients connect, as ``socket.connect`` takes it: ``(host, port)`` of the
         first listener for TCP, the path (str) for a Unix socket."""
         return self.addresses[0]

@@ -184,7 +184,7 @@ class TcpServer:
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._listeners = listen_tcp("localhost", 0, 16)
         self.service_port: int = self._listeners[0].getsockname()[1]
-        self.addresses = [s.getsockname()[:2] for s in self._listeners]
+        self.addresses: list[tuple[str, int]] = [s.getsockname()[:2] for s in self._listeners]
         self._waker = Waker()  # stop(), or the first failure: every wait ends
         self._kick = Waker()  # a step was added while the server thread was idle
         self._idle = False  # the server thread waits for steps (it must be kicked)
