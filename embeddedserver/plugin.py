@@ -189,8 +189,9 @@ def command_server(
     request: pytest.FixtureRequest, embeddedserver_timeout: float | None
 ) -> Iterator[CommandServerFactory]:
     """Start ``CommandServer``-family servers: ``command_server([RECEIVE, "pong"])``,
-    ``command_server(commands, OneShotServer, timeout=2)``. At teardown they are stopped
-    and ``check()``ed."""
+    ``command_server(commands, OneShotServer, timeout=2)``; the signature, typed, is
+    ``CommandServerFactory.__call__`` (a script, a server class, the class's keyword
+    arguments). At teardown they are stopped and ``check()``ed."""
     factory = CommandServerFactory(embeddedserver_timeout)
     _register(request, factory)
     yield factory
