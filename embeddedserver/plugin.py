@@ -131,7 +131,8 @@ def _register(request: pytest.FixtureRequest, reporter: _Reporter) -> None:
 def _should_check(request: pytest.FixtureRequest) -> bool:
     """Teardown checks only after a passing test: a failed one has said what went wrong
     (the servers' transcripts are in its report) and may have left its client open."""
-    return request.node.stash.get(_CALL_PASSED, False)
+    item: pytest.Item = request.node  # pytest types it Any; the fixtures are per test
+    return item.stash.get(_CALL_PASSED, False)
 
 
 @pytest.fixture

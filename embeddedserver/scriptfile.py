@@ -70,6 +70,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import _args
+from ._match import _Matcher
 from .record import ConnectionRecord, show_bytes
 from .steps import (
     RECEIVE,
@@ -89,7 +90,6 @@ from .steps import (
     Reset,
     Send,
     Step,
-    _Matcher,
     compile_script,
 )
 
