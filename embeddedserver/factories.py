@@ -31,17 +31,20 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
+import ssl
 import struct
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar, overload
 
 from . import _args
 from ._args import TCPSERVER_TIMEOUT
 from ._tcpmessages import StreamClient
-from .record import Failure
+from .record import ConnectionRecord, Event, Failure
 from .servers import CommandServer
+from .steps import PerConnection, Script
 from .tcpserver import TcpServer
 
 __all__ = ["CommandServerFactory", "TcpServerFactory", "read_frame", "write_frame"]
@@ -53,6 +56,8 @@ _LOOPBACK = ("127.0.0.1", "::1")
 # True inside an instrumented read of the current task: readline() calls readuntil(),
 # and only the outermost call counts what the application got.
 _IN_READ = contextvars.ContextVar("embeddedserver_in_read", default=False)
+
+_ServerT = TypeVar("_ServerT", bound=CommandServer)
 
 
 class _Patcher(Protocol):
@@ -310,23 +315,81 @@ def _section_text(server: TcpServer, failure: Failure | None) -> str:
 
 class CommandServerFactory:
     """The ``command_server`` fixture: ``command_server(commands, server_class=
-    CommandServer, **kwargs)`` starts a ``CommandServer``-family server (``verbose=False``
-    and the ini timeout unless given); at teardown each is stopped and ``check()``ed."""
+    CommandServer, **options)`` starts a ``CommandServer``-family server, with *options*
+    the keyword arguments of *server_class*'s constructor (*loop* and *reader* are
+    ``AsyncioCommandServer``'s), ``verbose=False`` and *timeout* (the ini timeout) unless
+    given, the constructor's defaults for the others. Returns the server, an instance of
+    *server_class*. At teardown each is stopped and ``check()``ed."""
 
     def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout
         self.servers: list[CommandServer] = []
 
+    @overload
     def __call__(
-        self, commands: Any, server_class: type[CommandServer] = CommandServer, **kwargs: Any
+        self,
+        commands: Script | PerConnection,
+        *,
+        host: str = ...,
+        port: int = ...,
+        verbose: bool = ...,
+        timeout: float = ...,
+        concurrent: bool = ...,
+        max_connections: int | None = ...,
+        ssl_context: ssl.SSLContext | None = ...,
+        backlog: int = ...,
+        path: str | os.PathLike[str] | None = ...,
+        on_event: Callable[[ConnectionRecord, Event], object] | None = ...,
+    ) -> CommandServer: ...
+
+    @overload
+    def __call__(
+        self,
+        commands: Script | PerConnection,
+        server_class: type[_ServerT],
+        *,
+        host: str = ...,
+        port: int = ...,
+        verbose: bool = ...,
+        timeout: float = ...,
+        concurrent: bool = ...,
+        max_connections: int | None = ...,
+        ssl_context: ssl.SSLContext | None = ...,
+        backlog: int = ...,
+        path: str | os.PathLike[str] | None = ...,
+        on_event: Callable[[ConnectionRecord, Event], object] | None = ...,
+        loop: asyncio.AbstractEventLoop | None = ...,
+        reader: asyncio.StreamReader | None = ...,
+    ) -> _ServerT: ...
+
+    def __call__(
+        self,
+        commands: Script | PerConnection,
+        server_class: type[CommandServer] = CommandServer,
+        *,
+        host: str = _args.DEFAULT,
+        port: int = _args.DEFAULT,
+        verbose: bool = False,
+        timeout: float = _args.DEFAULT,
+        concurrent: bool = _args.DEFAULT,
+        max_connections: int | None = _args.DEFAULT,
+        ssl_context: ssl.SSLContext | None = _args.DEFAULT,
+        backlog: int = _args.DEFAULT,
+        path: str | os.PathLike[str] | None = _args.DEFAULT,
+        on_event: Callable[[ConnectionRecord, Event], object] | None = _args.DEFAULT,
+        loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
+        reader: asyncio.StreamReader | None = _args.DEFAULT,
     ) -> CommandServer:
         if not (isinstance(server_class, type) and issubclass(server_class, CommandServer)):
             raise TypeError(f"server_class must be CommandServer or a subclass, not "
                             f"{server_class!r}")
-        kwargs.setdefault("verbose", False)
-        if self.timeout is not None:
-            kwargs.setdefault("timeout", self.timeout)
-        server = server_class(commands, **kwargs)
+        if timeout is _args.DEFAULT and self.timeout is not None:
+            timeout = self.timeout
+        server = server_class(commands, **_args.given(
+            host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
+            max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
+            path=path, on_event=on_event, loop=loop, reader=reader,
+        ))
         self.servers.append(server)
         return server
 

@@ -131,7 +131,8 @@ def _register(request: pytest.FixtureRequest, reporter: _Reporter) -> None:
 def _should_check(request: pytest.FixtureRequest) -> bool:
     """Teardown checks only after a passing test: a failed one has said what went wrong
     (the servers' transcripts are in its report) and may have left its client open."""
-    return request.node.stash.get(_CALL_PASSED, False)
+    item: pytest.Item = request.node  # pytest types it Any; the fixtures are per test
+    return item.stash.get(_CALL_PASSED, False)
 
 
 @pytest.fixture
@@ -189,8 +190,9 @@ def command_server(
     request: pytest.FixtureRequest, embeddedserver_timeout: float | None
 ) -> Iterator[CommandServerFactory]:
     """Start ``CommandServer``-family servers: ``command_server([RECEIVE, "pong"])``,
-    ``command_server(commands, OneShotServer, timeout=2)``. At teardown they are stopped
-    and ``check()``ed."""
+    ``command_server(commands, OneShotServer, timeout=2)``; the signature, typed, is
+    ``CommandServerFactory.__call__`` (a script, a server class, the class's keyword
+    arguments). At teardown they are stopped and ``check()``ed."""
     factory = CommandServerFactory(embeddedserver_timeout)
     _register(request, factory)
     yield factory

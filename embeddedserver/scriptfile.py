@@ -70,6 +70,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import _args
+from ._match import Matcher
 from ._text import CLIENT_EOF_NOTE, ESCAPES_ACCEPTED, SERVER_EOF_NOTE, BadEscape, unescape
 from .record import ConnectionRecord, show_bytes
 from .steps import (
@@ -81,7 +82,6 @@ from .steps import (
     ExpectRegex,
     HalfClose,
     Hang,
-    Matcher,
     PerConnection,
     ReadLine,
     ReadStep,

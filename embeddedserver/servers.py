@@ -31,7 +31,7 @@ import socket
 import ssl
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 from . import _args
 from ._args import DEFAULT_TIMEOUT
@@ -41,9 +41,13 @@ from ._runtime import BaseServer
 from .record import ConnectionRecord, Event, Failure
 from .steps import (
     PerConnection,
+    Script,
     Step,
     compile_script,
 )
+
+if TYPE_CHECKING:
+    import unittest
 
 __all__ = [
     "AsyncioCommandServer",
@@ -61,6 +65,9 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------
 
 _ServerT = TypeVar("_ServerT", bound="CommandServer")
+_AsyncT = TypeVar("_AsyncT", bound="AsyncioCommandServer")
+#: ``on_event(record, event)``: called with a connection's record and the event just added.
+_OnEvent: TypeAlias = Callable[[ConnectionRecord, Event], object]
 
 
 class CommandServer(BaseServer):
@@ -99,7 +106,7 @@ class CommandServer(BaseServer):
 
     def __init__(
         self,
-        commands: Any,
+        commands: Script | PerConnection,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
@@ -110,10 +117,14 @@ class CommandServer(BaseServer):
         ssl_context: ssl.SSLContext | None = None,
         backlog: int = 128,
         path: str | os.PathLike[str] | None = None,
-        on_event: Callable[[ConnectionRecord, Event], object] | None = None,
+        on_event: _OnEvent | None = None,
     ) -> None:
-        self.plan = commands if isinstance(commands, PerConnection) else None
-        self.script = None if self.plan else compile_script(commands)
+        self.plan: PerConnection | None = None
+        self.script: tuple[Step, ...] | None = None
+        if isinstance(commands, PerConnection):
+            self.plan = commands
+        else:
+            self.script = compile_script(commands)
         _check_args(
             host, port, verbose, timeout, max_connections, ssl_context, backlog, concurrent
         )
@@ -146,21 +157,44 @@ class CommandServer(BaseServer):
         *,
         exact: bool = False,
         keep_timing: bool = False,
-        **kwargs: Any,
+        host: str = _args.DEFAULT,
+        port: int = _args.DEFAULT,
+        verbose: bool = _args.DEFAULT,
+        timeout: float = _args.DEFAULT,
+        concurrent: bool = _args.DEFAULT,
+        max_connections: int | None = _args.DEFAULT,
+        ssl_context: ssl.SSLContext | None = _args.DEFAULT,
+        backlog: int = _args.DEFAULT,
+        on_event: _OnEvent | None = _args.DEFAULT,
     ) -> _ServerT:
         """Start a server running the script in a script file (``embeddedserver.scriptfile``
         describes the format; ``embeddedserver.replay.RecordingProxy`` records one).
 
         *exact*: recorded client data must arrive byte for byte (else it is only read);
-        *keep_timing*: ``delay`` lines pause (else they are dropped). Other keyword
-        arguments go to the constructor. Raises ``ScriptSyntaxError`` (a ValueError)
-        naming the line of a mistake, OSError if the file cannot be read.
+        *keep_timing*: ``delay`` lines pause (else they are dropped). The other keyword
+        arguments are the constructor's; those not given keep the constructor's default.
+        Raises ``ScriptSyntaxError`` (a ValueError) naming the line of a mistake, OSError
+        if the file cannot be read.
 
             server = CommandServer.from_file("conversation.script", verbose=False)
         """
+        return cls._from_file(path, exact, keep_timing, _args.given(
+            host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
+            max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
+            on_event=on_event,
+        ))
+
+    @classmethod
+    def _from_file(
+        cls: type[_ServerT],
+        path: str | os.PathLike[str],
+        exact: bool,
+        keep_timing: bool,
+        options: dict[str, Any],
+    ) -> _ServerT:
         from .scriptfile import load_script  # on first use: few servers read a file
 
-        return cls(load_script(path, exact=exact, keep_timing=keep_timing), **kwargs)
+        return cls(load_script(path, exact=exact, keep_timing=keep_timing), **options)
 
     # -- serving a connection ------------------------------------------------
 
@@ -270,13 +304,29 @@ class OneShotServer(CommandServer):
     >>> srvr.stop()
     """
 
-    def __init__(self, commands: Any, host: str = "127.0.0.1", port: int = 0,
-                 **kwargs: Any) -> None:
-        kwargs.setdefault("max_connections", 1)
-        if kwargs["max_connections"] != 1:
+    def __init__(
+        self,
+        commands: Script | PerConnection,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        verbose: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        concurrent: bool = False,
+        max_connections: Literal[1] = 1,
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int = 128,
+        path: str | os.PathLike[str] | None = None,
+        on_event: _OnEvent | None = None,
+    ) -> None:
+        if max_connections != 1:
             raise ValueError("OneShotServer serves one connection; use CommandServer "
-                             f"for max_connections={kwargs['max_connections']!r}")
-        super().__init__(commands, host, port, **kwargs)
+                             f"for max_connections={max_connections!r}")
+        super().__init__(
+            commands, host, port, verbose=verbose, timeout=timeout, concurrent=concurrent,
+            max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
+            path=path, on_event=on_event,
+        )
 
 
 class AsyncioCommandServer(CommandServer):
@@ -286,15 +336,26 @@ class AsyncioCommandServer(CommandServer):
     returns what the client sent (b"" if no client came).
 
     With *loop* left out it uses the running loop; with *reader* left out it makes one
-    (``.reader``). Outside a running loop, pass ``loop=`` or get a RuntimeError.
+    (``.reader``). Outside a running loop, pass ``loop=`` or get a RuntimeError. The
+    keyword arguments after *reader* are ``CommandServer``'s.
     """
 
     def __init__(
         self,
-        commands: Any,
+        commands: Script | PerConnection,
         loop: asyncio.AbstractEventLoop | None = None,
         reader: asyncio.StreamReader | None = None,
-        **kwargs: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        concurrent: bool = False,
+        max_connections: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int = 128,
+        path: str | os.PathLike[str] | None = None,
+        on_event: _OnEvent | None = None,
     ) -> None:
         if loop is None:
             try:
@@ -314,7 +375,37 @@ class AsyncioCommandServer(CommandServer):
             raise TypeError(f"reader must be an asyncio.StreamReader, not {reader!r}")
         self.loop = loop
         self.reader = reader
-        super().__init__(commands, **kwargs)
+        super().__init__(
+            commands, host, port, verbose=verbose, timeout=timeout, concurrent=concurrent,
+            max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
+            path=path, on_event=on_event,
+        )
+
+    @classmethod
+    def from_file(
+        cls: type[_AsyncT],
+        path: str | os.PathLike[str],
+        *,
+        exact: bool = False,
+        keep_timing: bool = False,
+        loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
+        reader: asyncio.StreamReader | None = _args.DEFAULT,
+        host: str = _args.DEFAULT,
+        port: int = _args.DEFAULT,
+        verbose: bool = _args.DEFAULT,
+        timeout: float = _args.DEFAULT,
+        concurrent: bool = _args.DEFAULT,
+        max_connections: int | None = _args.DEFAULT,
+        ssl_context: ssl.SSLContext | None = _args.DEFAULT,
+        backlog: int = _args.DEFAULT,
+        on_event: _OnEvent | None = _args.DEFAULT,
+    ) -> _AsyncT:
+        """``CommandServer.from_file``, with this class's *loop* and *reader* as well."""
+        return cls._from_file(path, exact, keep_timing, _args.given(
+            loop=loop, reader=reader, host=host, port=port, verbose=verbose,
+            timeout=timeout, concurrent=concurrent, max_connections=max_connections,
+            ssl_context=ssl_context, backlog=backlog, on_event=on_event,
+        ))
 
     def _on_chunk(self, chunk: bytes) -> None:
         if chunk:  # ExpectClose/ReadUntilClose may complete with b"": that is not EOF yet
@@ -352,12 +443,69 @@ class AsyncioCommandServer(CommandServer):
 # ---------------------------------------------------------------------------
 
 
+@overload
 def server_for_test(
-    testcase: Any, commands: Any, server_class: type[CommandServer] = CommandServer,
-    **kwargs: Any,
+    testcase: unittest.TestCase,
+    commands: Script | PerConnection,
+    *,
+    host: str = ...,
+    port: int = ...,
+    verbose: bool = ...,
+    timeout: float = ...,
+    concurrent: bool = ...,
+    max_connections: int | None = ...,
+    ssl_context: ssl.SSLContext | None = ...,
+    backlog: int = ...,
+    path: str | os.PathLike[str] | None = ...,
+    on_event: _OnEvent | None = ...,
+) -> CommandServer: ...
+
+
+@overload
+def server_for_test(
+    testcase: unittest.TestCase,
+    commands: Script | PerConnection,
+    server_class: type[_ServerT],
+    *,
+    host: str = ...,
+    port: int = ...,
+    verbose: bool = ...,
+    timeout: float = ...,
+    concurrent: bool = ...,
+    max_connections: int | None = ...,
+    ssl_context: ssl.SSLContext | None = ...,
+    backlog: int = ...,
+    path: str | os.PathLike[str] | None = ...,
+    on_event: _OnEvent | None = ...,
+    loop: asyncio.AbstractEventLoop | None = ...,
+    reader: asyncio.StreamReader | None = ...,
+) -> _ServerT: ...
+
+
+def server_for_test(
+    testcase: unittest.TestCase,
+    commands: Script | PerConnection,
+    server_class: type[CommandServer] = CommandServer,
+    *,
+    host: str = _args.DEFAULT,
+    port: int = _args.DEFAULT,
+    verbose: bool = _args.DEFAULT,
+    timeout: float = _args.DEFAULT,
+    concurrent: bool = _args.DEFAULT,
+    max_connections: int | None = _args.DEFAULT,
+    ssl_context: ssl.SSLContext | None = _args.DEFAULT,
+    backlog: int = _args.DEFAULT,
+    path: str | os.PathLike[str] | None = _args.DEFAULT,
+    on_event: _OnEvent | None = _args.DEFAULT,
+    loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
+    reader: asyncio.StreamReader | None = _args.DEFAULT,
 ) -> CommandServer:
     """Start a server for a ``unittest.TestCase`` (typically in ``setUp``) and register
     cleanups that stop it and then call ``check()``, so failures fail the test.
+
+    The keyword arguments are those of *server_class*'s constructor (*loop* and *reader*
+    are ``AsyncioCommandServer``'s); those not given keep its defaults. Returns the
+    server, an instance of *server_class*.
 
         def setUp(self):
             self.server = server_for_test(self, [RECEIVE, "pong"], verbose=False)
@@ -365,7 +513,11 @@ def server_for_test(
     add_cleanup = getattr(testcase, "addCleanup", None)
     if not callable(add_cleanup):
         raise TypeError(f"testcase must be a unittest.TestCase (with addCleanup), not {testcase!r}")
-    server = server_class(commands, **kwargs)
+    server = server_class(commands, **_args.given(
+        host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
+        max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
+        path=path, on_event=on_event, loop=loop, reader=reader,
+    ))
     add_cleanup(server.check)  # cleanups run last-in first-out: stop, then check
     add_cleanup(server.stop)
     return server

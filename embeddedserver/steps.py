@@ -35,7 +35,7 @@ import re
 import reprlib
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from . import _args
 from ._match import (
@@ -50,11 +50,15 @@ from ._match import (
 )
 from .record import show_bytes
 
+if TYPE_CHECKING:  # _connection imports this module: the handle's class is for the types only
+    from ._connection import Connection
+
 __all__ = [
     "RECEIVE",
     "AcceptAndClose",
     "Call",
     "Close",
+    "Command",
     "Delay",
     "Drip",
     "Expect",
@@ -72,6 +76,7 @@ __all__ = [
     "ReadUntilClose",
     "Receive",
     "Reset",
+    "Script",
     "Send",
     "SendFrame",
     "Step",
@@ -329,7 +334,7 @@ class Expect(ReadStep):
 
     def __init__(
         self,
-        what: Bytesish | re.Pattern[Any] | Callable[[bytes], object],
+        what: Bytesish | re.Pattern[str] | re.Pattern[bytes] | Callable[[bytes], object],
         *,
         within: ReadStep | None = None,
         timeout: float | None = None,
@@ -389,7 +394,7 @@ class Expect(ReadStep):
         return Checked(self)
 
 
-def _bytes_pattern(pattern: re.Pattern[Any]) -> re.Pattern[bytes]:
+def _bytes_pattern(pattern: re.Pattern[str] | re.Pattern[bytes]) -> re.Pattern[bytes]:
     if isinstance(pattern.pattern, bytes):
         return pattern
     try:
@@ -407,7 +412,7 @@ class ExpectRegex(Expect):
 
     def __init__(
         self,
-        pattern: str | bytes | re.Pattern[Any],
+        pattern: str | bytes | re.Pattern[str] | re.Pattern[bytes],
         *,
         within: ReadStep | None = None,
         timeout: float | None = None,
@@ -586,7 +591,7 @@ class Call(Step):
     ``reset``, the raw ``sock`` and the ``record``. An exception fails the step.
     """
 
-    def __init__(self, func: Callable[[Any], object]) -> None:
+    def __init__(self, func: Callable[[Connection], object]) -> None:
         if not callable(func):
             raise TypeError(f"Call needs a callable taking the connection, not {func!r}")
         self.func = func
@@ -599,13 +604,26 @@ class Call(Step):
 # script compilation
 # ---------------------------------------------------------------------------
 
+#: One command of a script, as ``compile_script`` takes it: a ``Step`` (``RECEIVE``,
+#: ``ReadLine()``, ``Reset()``...); an int N >= 1, read at least N bytes (``Receive(N)``);
+#: bytes, bytearray, memoryview or str, send them (``Send``; a str is UTF-8); or a
+#: callable ``func(conn)`` taking the ``embeddedserver.Connection`` handle, a custom step
+#: (``Call(func)``). A step class (``Reset`` for ``Reset()``) is not a command.
+Command: TypeAlias = Step | int | Bytesish | Callable[["Connection"], object]
+
+#: A script, as every server, ``compile_script`` and ``PerConnection`` take it: a list or
+#: tuple of commands (the type says ``Sequence`` so that a ``list[Step]`` fits; another
+#: kind of sequence is refused when the script is compiled); a lone str or bytes (or
+#: bytearray, memoryview), meaning ``[RECEIVE, it]``; or a lone step, meaning ``[it]``.
+Script: TypeAlias = Sequence[Command] | Bytesish | Step
+
 _ACCEPTED = (
     "RECEIVE or another step object, an int (read at least that many bytes), "
     "bytes/bytearray/memoryview/str (send), or a callable (custom step)"
 )
 
 
-def _compile_one(index: int, command: Any) -> Step:
+def _compile_one(index: int, command: object) -> Step:
     if isinstance(command, Step):
         return command
     if isinstance(command, bool):
@@ -629,8 +647,8 @@ def _compile_one(index: int, command: Any) -> Step:
     raise TypeError(f"command {index} ({command!r}) is not supported; use {_ACCEPTED}")
 
 
-def compile_script(commands: Any) -> tuple[Step, ...]:
-    """Turn a command list into a validated tuple of steps.
+def compile_script(commands: Script) -> tuple[Step, ...]:
+    """Turn a script (see ``Script``) into a validated tuple of steps.
 
     A lone str or bytes means ``[RECEIVE, it]``. Raises TypeError/ValueError naming the
     index and the value of the first bad command.
@@ -638,15 +656,16 @@ def compile_script(commands: Any) -> tuple[Step, ...]:
     >>> compile_script("hi")
     (Receive(), Send(b'hi'))
     """
+    items: object = commands
     if isinstance(commands, (str, bytes, bytearray, memoryview)):
-        commands = [RECEIVE, commands]
+        items = [RECEIVE, commands]
     elif isinstance(commands, Step):
-        commands = [commands]
-    if not isinstance(commands, (list, tuple)):
+        items = [commands]
+    if not isinstance(items, (list, tuple)):
         raise TypeError(
             f"commands must be a list of steps (or a single str/bytes), not {commands!r}"
         )
-    steps = tuple(_compile_one(i, c) for i, c in enumerate(commands))
+    steps = tuple(_compile_one(i, c) for i, c in enumerate(items))
     for i, step in enumerate(steps):
         if step.ends_connection and i + 1 < len(steps):
             raise ValueError(
@@ -674,7 +693,7 @@ class PerConnection:
     (Receive(), Send(b'ok'))
     """
 
-    def __init__(self, *scripts: Any, then: Any = None) -> None:
+    def __init__(self, *scripts: Script, then: Script | None = None) -> None:
         if not scripts:
             raise ValueError("PerConnection needs at least one script")
         compiled = []

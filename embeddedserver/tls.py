@@ -41,9 +41,12 @@ import os
 import ssl
 import tempfile
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .steps import Call, http_response
+
+if TYPE_CHECKING:
+    from ._connection import Connection
 
 __all__ = [
     "PLAINTEXT_REPLY",
@@ -168,7 +171,7 @@ class LocalTLS:
 _HANDSHAKE = 0x16  # TLS record content type of a ClientHello
 
 
-def _read_client_hello(conn: Any) -> bytes:
+def _read_client_hello(conn: Connection) -> bytes:
     """Read the client's first TLS record (its ClientHello) from the raw socket.
 
     Raises ValueError, recorded as the step's failure, when the client is not speaking
@@ -202,7 +205,7 @@ class AbortHandshake(Call):
         self.reset = reset
         super().__init__(self._run)
 
-    def _run(self, conn: Any) -> None:
+    def _run(self, conn: Connection) -> None:
         _read_client_hello(conn)
         if self.reset:
             conn.reset()
@@ -240,7 +243,7 @@ class PlaintextReply(Call):
         self.data = bytes(data)
         super().__init__(self._run)
 
-    def _run(self, conn: Any) -> None:
+    def _run(self, conn: Connection) -> None:
         _read_client_hello(conn)
         conn.send(self.data)
         conn.close("server answered in plaintext")
@@ -266,7 +269,7 @@ class CloseWithoutNotify(Call):
     def __init__(self) -> None:
         super().__init__(self._run)
 
-    def _run(self, conn: Any) -> None:
+    def _run(self, conn: Connection) -> None:
         conn.close("server closed without TLS close_notify", tls_goodbye=False)
 
     def _repr_args(self) -> list[str]:

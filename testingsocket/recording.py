@@ -36,13 +36,17 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict, TypeVar, overload
 
 from ._real import RealSocket
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
+
+    #: A socket address as ``socket.socket`` takes it (typeshed's ``_socket._Address``).
+    _Address: TypeAlias = tuple[Any, ...] | str | ReadableBuffer
 
 __all__ = ["Cue", "TestingSocket"]
 
@@ -53,6 +57,26 @@ _T = TypeVar("_T", bound="TestingSocket")
 _ExcArg = BaseException | type[BaseException]
 
 _DEFAULTS = (socket.AF_INET, socket.SOCK_STREAM, 0)
+
+
+class _Records(TypedDict):
+    """The seed-compatible ``TestingSocket._data``: the records, and the latest send cue."""
+
+    data_out: bytearray
+    send_calls: int
+    sendall_calls: int
+    cue: bytes | None
+    throw: _ExcArg | None
+    data_in: bytearray
+    recv_calls: int
+
+
+class _SendableFile(Protocol):
+    """What ``sendfile`` reads from: a file opened in binary mode."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def seek(self, offset: int, /) -> object: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +260,7 @@ class TestingSocket(RealSocket):
             family = type = proto = -1  # read them from the descriptor
         super().__init__(family, type, proto, fileno)
         self._lock = threading.Lock()
-        self._data: dict[str, Any] = {
+        self._data: _Records = {
             "data_out": bytearray(),
             "send_calls": 0,
             "sendall_calls": 0,
@@ -485,7 +509,14 @@ class TestingSocket(RealSocket):
             self._record_out(view[:sent])
             view = view[sent:]
 
+    @overload
+    def sendto(self, data: ReadableBuffer, address: _Address, /) -> int: ...
+
+    @overload
+    def sendto(self, data: ReadableBuffer, flags: int, address: _Address, /) -> int: ...
+
     def sendto(self, data: ReadableBuffer, *flags_address: Any) -> int:
+        # The overloads above are the signature; the arguments go on as they came.
         view = self._before_send(_byte_view(data), "send_calls")
         sent = super().sendto(self._cap(view), *flags_address)
         self._record_out(view[:sent])
@@ -493,10 +524,10 @@ class TestingSocket(RealSocket):
 
     def sendmsg(
         self,
-        buffers: Any,
-        ancdata: Any = (),
+        buffers: Iterable[ReadableBuffer],
+        ancdata: Iterable[tuple[int, int, ReadableBuffer]] = (),
         flags: int = 0,
-        address: Any = None,
+        address: _Address | None = None,
         /,
     ) -> int:
         views = [_byte_view(buffer) for buffer in buffers]
@@ -508,7 +539,7 @@ class TestingSocket(RealSocket):
         self._record_out(whole[:sent])
         return sent
 
-    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+    def sendfile(self, file: _SendableFile, offset: int = 0, count: int | None = None) -> int:
         # The base class hands the descriptor to os.sendfile, which this class cannot see; the
         # send-based fallback goes through self.send and is recorded.
         return int(self._sendfile_use_send(file, offset, count))  # type: ignore[attr-defined]
@@ -517,7 +548,9 @@ class TestingSocket(RealSocket):
         limit = self._max_send
         return view[:limit] if limit is not None and self.type == socket.SOCK_STREAM else view
 
-    def _before_send(self, view: memoryview, counter: str) -> memoryview:
+    def _before_send(
+        self, view: memoryview, counter: Literal["send_calls", "sendall_calls"]
+    ) -> memoryview:
         with self._lock:
             self._data[counter] += 1
             cue = (
@@ -592,7 +625,7 @@ class TestingSocket(RealSocket):
         return data, ancdata, msg_flags, address
 
     def recvmsg_into(
-        self, buffers: Any, ancbufsize: int = 0, flags: int = 0, /
+        self, buffers: Iterable[WriteableBuffer], ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
         views = [_byte_view(buffer) for buffer in buffers]
         allowed = self._before_receive(sum(len(view) for view in views))

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# tests/typing holds a user's module for mypy to check (tests/test_typing.py), not tests.
+collect_ignore = ["typing"]
+
 _FD_DIR = "/proc/self/fd"
 _THREAD_GRACE = 5.0
 
