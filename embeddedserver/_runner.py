@@ -178,15 +178,18 @@ class ScriptRunner:
             return
         step = self.steps[self._index]
         kind = _kind(step)
+        if kind in ("send", "drip"):
+            try:
+                self._sent(self.outgoing)
+            except Exception as exc:  # a live log raised: the step fails, as on a read
+                self.io_error(exc)
+                return
         if kind == "drip":
             assert isinstance(step, Drip)
-            self._sent(self.outgoing)
             self._offset += len(self.outgoing)
             if self._offset < len(step.data):
                 self._gap = True
                 return
-        elif kind == "send":
-            self._sent(self.outgoing)
         elif kind == "half-close":
             self.record.add("note", text=f"{SERVER_EOF_NOTE} (half-close)")
         self._advance()
@@ -254,7 +257,11 @@ class ScriptRunner:
                 if not self._started:
                     self._started = True
                     self.deadline = now + (step.timeout or self.timeout)
-                    self.inbox.begin(step)
+                    try:
+                        self.inbox.begin(step)
+                    except Exception as exc:  # a user's ReadStep whose matcher() raised
+                        self.io_error(exc)
+                        continue
                 if self._read(step):
                     continue
                 if self.failure is not None:
@@ -273,6 +280,9 @@ class ScriptRunner:
                 assert isinstance(step, Drip)
                 if not self._started:
                     self._started, self._offset, self._gap = True, 0, False
+                if self._offset >= len(step.data):  # Drip(b""): nothing to send
+                    self._advance()
+                    continue
                 if self._gap:  # the pause runs from the moment the last chunk went out
                     if self.deadline is None:
                         self.deadline = now + step.interval

@@ -1075,15 +1075,10 @@ def test_expect_fails_as_closed_where_a_prefix_of_its_payload_ends(
 
 
 # ---------------------------------------------------------------------------
-# known defects (strict xfail: each starts to pass, and so fails here, once fixed)
+# defects this file found, fixed: each test failed before its fix
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Drip(b'') asks for a SEND of b'' and records an empty send event; before the "
-    "runner (the Connection._dispatch loop over range(0, 0, chunk)) it sent nothing",
-)
 def test_an_empty_drip_sends_nothing() -> None:
     runner = make_runner([Drip(b""), "after"])
     assert runner.next_action(now=0.0) is Action.SEND
@@ -1092,12 +1087,6 @@ def test_an_empty_drip_sends_nothing() -> None:
     assert sends(runner) == [(b"after", "")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an exception from a read step's matcher() (a user's ReadStep subclass) escapes "
-    "next_action() instead of failing the step (kind 'error', with its index), as an "
-    "exception from a predicate or from the chunk hook does",
-)
 def test_a_read_step_whose_matcher_raises_fails_the_step_as_an_error() -> None:
     class Broken(ReadStep):
         def matcher(self) -> Any:
@@ -1111,11 +1100,6 @@ def test_a_read_step_whose_matcher_raises_fails_the_step_as_an_error() -> None:
     assert (runner.failure.kind, runner.failure.step_index) == ("error", 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a live log (emit) that raises on a send escapes done(); on a read step the same "
-    "exception fails the step as an error (_consumed is guarded, _sent is not)",
-)
 def test_a_live_log_that_raises_on_a_send_fails_the_step_as_on_a_read() -> None:
     def broken_log(record: ConnectionRecord, text: str) -> None:
         raise RuntimeError("the log is closed")
