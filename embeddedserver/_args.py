@@ -15,6 +15,7 @@ and say what is accepted. ``bool`` is never taken for a number.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "integer",
     "optional_timeout",
     "port",
+    "server_ssl_context",
     "timeout",
 ]
 
@@ -135,6 +137,21 @@ def host(value: Any) -> str:
     """A host to listen on or connect to: a non-empty str."""
     if not isinstance(value, str) or not value:
         raise TypeError(f"host must be a non-empty str such as '127.0.0.1', not {value!r}")
+    return value
+
+
+def server_ssl_context(value: Any) -> ssl.SSLContext | None:
+    """None, or a server-side ``ssl.SSLContext`` (a client context is a mistake)."""
+    if value is None:
+        return None
+    if not isinstance(value, ssl.SSLContext):
+        raise TypeError(f"ssl_context must be an ssl.SSLContext, not {value!r}")
+    if value.check_hostname:
+        raise ValueError(
+            f"ssl_context {value!r} is a client context (check_hostname=True); give a "
+            "server context: embeddedserver.tls.LocalTLS().server_context, or "
+            "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) with load_cert_chain()"
+        )
     return value
 
 

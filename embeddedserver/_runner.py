@@ -56,15 +56,12 @@ from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE
 from .record import ConnectionRecord, Failure, show_bytes
 from .steps import (
     Call,
-    Close,
     Delay,
     Drip,
     ExpectClose,
-    HalfClose,
     Hang,
     ReadStep,
     ReadUntilClose,
-    Reset,
     Send,
     Step,
 )
@@ -93,24 +90,6 @@ class Action(enum.Enum):
 _ENDINGS = {"timeout": "timeout", "closed": "client closed", "reset": "client reset",
             "error": "error"}
 
-# What each kind of step is, found once per class rather than by a chain of isinstance()
-# per step run (Drip before Send, AcceptAndClose through Close: subclasses come first).
-_KINDS: tuple[tuple[type[Step], str], ...] = (
-    (ReadStep, "read"), (Drip, "drip"), (Send, "send"), (Delay, "delay"), (Reset, "reset"),
-    (Close, "close"), (HalfClose, "half-close"), (Hang, "hang"), (Call, "call"),
-)
-_KIND_OF: dict[type[Step], str] = {}
-
-
-def _kind(step: Step) -> str:
-    cls = type(step)
-    kind = _KIND_OF.get(cls)
-    if kind is None:
-        kind = next((k for base, k in _KINDS if isinstance(step, base)), "unknown")
-        _KIND_OF[cls] = kind
-    return kind
-
-
 class ScriptRunner:
     """Runs the steps of one connection's script; fed bytes, EOF and the time.
 
@@ -128,6 +107,12 @@ class ScriptRunner:
     Attributes the shell reads after an action: ``deadline``, ``outgoing``, ``call``,
     ``ending``, ``failure``; ``inbox`` holds the bytes received and not yet consumed.
     """
+
+    __slots__ = (
+        "_final", "_gap", "_index", "_offset", "_started", "_tls_pending", "call",
+        "deadline", "emit", "ending", "failure", "first_index", "growing", "inbox",
+        "on_chunk", "outgoing", "record", "script_length", "steps", "timeout",
+    )
 
     def __init__(
         self,
@@ -177,7 +162,7 @@ class ScriptRunner:
             self._tls_pending = False
             return
         step = self.steps[self._index]
-        kind = _kind(step)
+        kind = step.kind
         if kind in ("send", "drip"):
             try:
                 self._sent(self.outgoing)
@@ -207,7 +192,7 @@ class ScriptRunner:
         if self._final is not None or self.failure is not None:
             return
         step = self.steps[self._index]
-        if _kind(step) == "hang" and isinstance(exc, ConnectionResetError):
+        if step.kind == "hang" and isinstance(exc, ConnectionResetError):
             self._end(Action.CLOSE, "client reset")  # giving up with a reset is giving up
             return
         if isinstance(exc, TimeoutError):
@@ -251,7 +236,7 @@ class ScriptRunner:
             step = self.steps[self._index]
             if self._tls_pending and not step.before_tls and not self._started:
                 return Action.START_TLS
-            kind = _kind(step)
+            kind = step.kind
             if kind == "read":
                 assert isinstance(step, ReadStep)
                 if not self._started:

@@ -30,14 +30,13 @@ import os
 import select
 import socket
 import threading
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
-from ._connection import Waker, poll_ms
+from ._connection import Waker
 from ._listen import check_unix_path, open_listeners
 from ._text import format_address, plural
 from .record import ConnectionRecord, Failure, render_transcript
@@ -70,9 +69,8 @@ class BaseServer:
     _finished_word = "finished"
     _log = log
     #: True for a subclass whose accept loop also watches a second pipe: ``_kick()`` makes
-    #: the loop take every connection waiting in the backlog, then call ``_after_kick()``;
-    #: and the loop's wait ends at ``_alarm()`` (a monotonic deadline or None), when it
-    #: calls ``_on_alarm()``. (A server that needs neither pays for no second pipe.)
+    #: the loop take every connection waiting in the backlog, then call ``_after_kick()``
+    #: (a server that never asks pays for no second pipe).
     _uses_kick = False
 
     def __init__(
@@ -244,8 +242,7 @@ class BaseServer:
         if kicker is not None:
             poller.register(kicker.rfd, select.POLLIN)
         while True:
-            alarm = self._alarm() if kicker is not None else None
-            ready = poller.poll(None if alarm is None else poll_ms(alarm))
+            ready = poller.poll()
             if any(fd == wake_fd for fd, _ in ready):
                 return
             for fd, _ in ready:
@@ -257,8 +254,6 @@ class BaseServer:
                     self._after_kick()
                 elif fd in by_fd and self._take_all(by_fd[fd], every=self.concurrent):
                     return
-            if alarm is not None and time.monotonic() >= alarm:
-                self._on_alarm()
 
     def _take_all(self, listener: socket.socket, every: bool) -> bool:
         """Accept from *listener*: every connection waiting in its backlog (a crowd
@@ -276,20 +271,13 @@ class BaseServer:
         return False
 
     def _kick(self) -> None:
-        """Have the accept loop take the backlog and call ``_after_kick()`` (and look at
-        ``_alarm()`` again)."""
+        """Have the accept loop take the backlog and call ``_after_kick()``."""
         assert self._kicker is not None, "set _uses_kick on the class"
         self._kicker.wake()
 
     def _after_kick(self) -> None:
         """Called on the accept thread once it took the backlog, after a ``_kick()``."""
 
-    def _alarm(self) -> float | None:
-        """The monotonic time the accept loop should wake at, or None (with _uses_kick)."""
-        return None
-
-    def _on_alarm(self) -> None:
-        """Called on the accept thread once ``_alarm()`` has passed."""
 
     def _take(self, sock: socket.socket, peer: Any) -> bool:
         """Count and serve a connection the accept loop took. True if it was the last one

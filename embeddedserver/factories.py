@@ -266,15 +266,25 @@ class TcpServerFactory:
         if report:
             raise AssertionError(report)
 
-    def __call__(self, *, timeout: float | None = None, name: str | None = None) -> TcpServer:
-        """A new server; *timeout* (seconds) overrides the default for its steps."""
+    def __call__(
+        self,
+        *,
+        timeout: float | None = None,
+        name: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> TcpServer:
+        """A new server; *timeout* (seconds) overrides the default for its steps; *path*
+        and *ssl_context* as for ``TcpServer``."""
         server = TcpServer(
             timeout=self.timeout if timeout is None else timeout,
             name=name or f"tcpserver_factory() server #{len(self.servers) + 1}",
             fail=self._fail,
+            path=path,
+            ssl_context=ssl_context,
         )
         self.servers.append(server)
-        if self._watch is not None:
+        if self._watch is not None and server.path is None:  # the watch knows TCP ports
             self._watch.watch(server)
         return server
 
@@ -301,7 +311,7 @@ class TcpServerFactory:
 
     def report_sections(self) -> list[tuple[str, str]]:
         return [
-            (f"embeddedserver: {s.name} on port {s.service_port}", _section_text(s, s.failure))
+            (f"embeddedserver: {s.name} on {s.location}", _section_text(s, s.failure))
             for s in self.servers
         ]
 

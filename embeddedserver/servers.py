@@ -285,14 +285,7 @@ def _check_args(
     _args.timeout(timeout)
     if max_connections is not None:
         _args.integer(max_connections, "max_connections", 1, None, "an int >= 1 or None")
-    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-        raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
-    if ssl_context is not None and ssl_context.check_hostname:
-        raise ValueError(
-            f"ssl_context {ssl_context!r} is a client context (check_hostname=True); give a "
-            "server context: embeddedserver.tls.LocalTLS().server_context, or "
-            "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) with load_cert_chain()"
-        )
+    _args.server_ssl_context(ssl_context)
     _args.backlog(backlog)
 
 

@@ -35,7 +35,7 @@ import re
 import reprlib
 import struct
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 from . import _args
 from ._match import (
@@ -183,6 +183,9 @@ class Step:
     #: TLS only if the connection is still open (see ``embeddedserver.tls``). Without TLS it runs
     #: in order like any other step.
     before_tls = False
+    #: What the runner does with the step: "read", "send", "drip", "delay", "close",
+    #: "reset", "half-close", "hang" or "call" (a subclass inherits its base's).
+    kind: ClassVar[str] = "unknown"
 
     def __repr__(self) -> str:
         fields = ", ".join(self._repr_args())
@@ -195,6 +198,8 @@ class Step:
 class ReadStep(Step):
     """A step that consumes bytes from the client; subclasses implement ``matcher``
     (a fresh matcher from ``embeddedserver._match`` each time the step runs)."""
+
+    kind = "read"
 
     def matcher(self) -> Matcher:
         raise NotImplementedError
@@ -480,6 +485,8 @@ class ExpectClose(ReadStep):
 class Send(Step):
     """Send bytes (a str is sent UTF-8 encoded). A bare bytes/str in a script is a Send."""
 
+    kind = "send"
+
     def __init__(self, data: Bytesish) -> None:
         self.data = _to_bytes(data, "data to send")
 
@@ -534,6 +541,8 @@ class Garbage(Send):
 class Drip(Send):
     """Send slowly: *chunk* bytes at a time with *interval* seconds between chunks."""
 
+    kind = "drip"
+
     def __init__(self, data: Bytesish, chunk: int = 1, interval: float = 0.05) -> None:
         super().__init__(data)
         self.chunk = _args.count(chunk, "chunk size", 1)
@@ -546,6 +555,8 @@ class Drip(Send):
 class Delay(Step):
     """Pause for *seconds* (interrupted at once by ``stop()``)."""
 
+    kind = "delay"
+
     def __init__(self, seconds: float) -> None:
         self.seconds = _args.duration(seconds, "delay")
 
@@ -555,6 +566,8 @@ class Delay(Step):
 
 class Close(Step):
     """Close the connection gracefully (FIN). Nothing may follow it in a script."""
+
+    kind = "close"
 
     ends_connection = True
 
@@ -566,16 +579,22 @@ class AcceptAndClose(Close):
 class Reset(Step):
     """Abortive close (SO_LINGER 0): the client sees ECONNRESET. Nothing may follow it."""
 
+    kind = "reset"
+
     ends_connection = True
 
 
 class HalfClose(Step):
     """Shut the server's write side (the client reads EOF) and keep reading."""
 
+    kind = "half-close"
+
 
 class Hang(Step):
     """Keep the connection open and silent until the client closes, the server stops, or
     *seconds* pass (None: no limit of its own). Bytes that arrive are recorded."""
+
+    kind = "hang"
 
     def __init__(self, seconds: float | None = None) -> None:
         self.seconds = None if seconds is None else _args.duration(seconds, "hang time")
@@ -590,6 +609,8 @@ class Call(Step):
     The handle (``embeddedserver.Connection``) has ``recv``, ``send``, ``close``,
     ``reset``, the raw ``sock`` and the ``record``. An exception fails the step.
     """
+
+    kind = "call"
 
     def __init__(self, func: Callable[[Connection], object]) -> None:
         if not callable(func):

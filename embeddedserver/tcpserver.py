@@ -47,8 +47,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import select
 import socket
+import ssl
 import threading
 import time
 import traceback
@@ -119,6 +121,7 @@ class _Accepted:
 
     sock: socket.socket
     record: ConnectionRecord
+    arrived: float  # monotonic time the accept loop took it
 
 
 class TcpServer(BaseServer):
@@ -130,7 +133,10 @@ class TcpServer(BaseServer):
     Each ``timeout`` argument defaults to the server's *timeout* (seconds).
 
     *fail(message)* reports a failure; the fixtures pass ``pytest.fail``, the default
-    raises AssertionError. Works without pytest, as a context manager::
+    raises AssertionError. It listens on 127.0.0.1 and ::1 (one port), or on the Unix
+    socket *path*; with *ssl_context* (a server-side ``ssl.SSLContext``) every client
+    speaks TLS, the handshake run when ``expect_connect()`` takes it. Works without
+    pytest, as a context manager::
 
     >>> import socket
     >>> with TcpServer() as server:
@@ -141,7 +147,7 @@ class TcpServer(BaseServer):
     b'pong'
     """
 
-    _uses_kick = True  # the accept loop times expect_connect() and takes the backlog
+    _uses_kick = True  # at teardown, the accept loop takes the backlog when asked
 
     def __init__(
         self,
@@ -149,13 +155,18 @@ class TcpServer(BaseServer):
         timeout: float = TCPSERVER_TIMEOUT,
         name: str = "tcpserver",
         fail: Callable[[str], NoReturn] | None = None,
+        path: str | os.PathLike[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.timeout = _args.timeout(timeout)
         self.name = name
         self._fail_test = fail or _raise_assertion
-        super().__init__(host="localhost", port=0, path=None, backlog=16, concurrent=True,
-                         max_connections=None, thread_name=name, start=False)
-        self.service_port: int = self.port
+        self.ssl_context = _args.server_ssl_context(ssl_context)
+        super().__init__(host="127.0.0.1" if path is not None else "localhost", port=0,
+                         path=path, backlog=16, concurrent=True, max_connections=None,
+                         thread_name=name, start=False)
+        #: How messages name where the server listens: "port 40212" or "unix:/tmp/s".
+        self.location = self._where if self.path is not None else f"port {self._port}"
         #: The plan's state changes under this condition (on the server's lock).
         self._plan = threading.Condition(self._lock)
         self._steps: list[Planned] = []
@@ -176,7 +187,13 @@ class TcpServer(BaseServer):
         self._start()
 
     def __repr__(self) -> str:
-        return f"<TcpServer {self.name!r} port {self.service_port}>"
+        return f"<TcpServer {self.name!r} {self.location}>"
+
+    @property
+    def service_port(self) -> int:
+        """The TCP port clients connect to (AttributeError for a Unix socket: use
+        ``address``)."""
+        return self.port
 
     def __enter__(self) -> TcpServer:
         return self
@@ -258,8 +275,6 @@ class TcpServer(BaseServer):
                 if index == self._done:
                     self._since = time.monotonic()
                 self._plan.notify_all()
-                if planned.kind == "connect" and not self._halted:
-                    self._kick()  # the accept loop times the wait for the client
                 return
             failure = Failure("misuse", problem)
             self._record_failure(failure, reported=True)
@@ -291,7 +306,7 @@ class TcpServer(BaseServer):
     # -- results -----------------------------------------------------------
 
     def _report(self, failure: Failure) -> str:
-        return f"{self.name} on port {self.service_port}: {failure.message()}"
+        return f"{self.name} on {self.location}: {failure.message()}"
 
     def _abort(self, failure: Failure) -> None:
         """Record the first failure and stop serving (the waker interrupts any step)."""
@@ -378,15 +393,20 @@ class TcpServer(BaseServer):
             problems = self._client_problems()
             self._reported = bool(problems)
         if problems:
-            return f"{self.name} on port {self.service_port}: " + "\n".join(problems)
+            return f"{self.name} on {self.location}: " + "\n".join(problems)
         return None
 
     def _take_backlog(self) -> None:
-        """Have the accept loop take every client waiting in the listen backlog, and wait
-        until it has (bounded: it never blocks while doing so)."""
+        """If a client waits in the listen backlog, have the accept loop take every one,
+        and wait until it has (bounded: it never blocks while doing so)."""
+        poller = select.poll()
         with self._plan:
             if self._halted:
                 return
+            for listener in self._listeners:
+                poller.register(listener, select.POLLIN)
+            if not poller.poll(0):
+                return  # the usual case, seen without a hand-over to the accept thread
             self._drained = False
             self._kick()
             self._plan.wait_for(lambda: self._drained or self._halted, JOIN_TIMEOUT)
@@ -439,7 +459,7 @@ class TcpServer(BaseServer):
             self.connections.append(record)
             busy = next((e for e in self._open if not _client_gone(e.sock)), None)
             if busy is None:
-                entry = _Accepted(sock, record)
+                entry = _Accepted(sock, record, time.monotonic())
                 self._pending.append(entry)
                 self._open.append(entry)
                 self._plan.notify_all()
@@ -469,24 +489,40 @@ class TcpServer(BaseServer):
         planned = self._steps[self._done]
         return planned if planned.kind == "connect" else None
 
-    def _alarm(self) -> float | None:
-        with self._lock:
-            planned = self._waiting_connect()
-            return None if planned is None else self._since + planned.timeout
+    def _connect_deadline(self) -> float | None:
+        """When the expect_connect() step waiting for a client times out, if one does; call
+        with the lock held. Whoever waits on the plan times it (join(), teardown), and a
+        client that arrives late fails it when it is taken: no thread of its own."""
+        planned = self._waiting_connect()
+        return None if planned is None else self._since + planned.timeout
 
-    def _on_alarm(self) -> None:
-        with self._plan:
+    def _connect_timed_out(self, planned: Planned) -> None:
+        """No client came for *planned* (the step at _done) in time; call with the lock
+        held."""
+        if self.path is None:
+            hosts = " and ".join(str(a[0]) for a in self.addresses)
+            where = f"{hosts}, port {self._port}: does the client use tcpserver.service_port?"
+        else:
+            where = f"{self._where}: does the client connect to tcpserver.address?"
+        self._record_failure(Failure(
+            "timeout",
+            f"no client connected within {planned.timeout:g} s (the server listens on {where})",
+            step_index=self._done, step=planned, script_length=len(self._steps),
+        ), reported=False)
+
+    def _wait_on_plan(self, timeout: float | None) -> None:
+        """Wait for the plan to change, at most until the waiting expect_connect() times
+        out (then fail it) or *timeout*; call with the lock held."""
+        deadline = self._connect_deadline()
+        if deadline is not None and time.monotonic() >= deadline:
             planned = self._waiting_connect()
-            if planned is None or time.monotonic() < self._since + planned.timeout:
-                return
-            hosts = " and ".join(a[0] for a in self.addresses)
-            self._record_failure(Failure(
-                "timeout",
-                f"no client connected within {planned.timeout:g} s (the server listens on "
-                f"{hosts}, port {self.service_port}: does the client use "
-                "tcpserver.service_port?)",
-                step_index=self._done, step=planned, script_length=len(self._steps),
-            ), reported=False)
+            assert planned is not None
+            self._connect_timed_out(planned)
+            return
+        left = None if deadline is None else deadline - time.monotonic()
+        if timeout is not None:
+            left = timeout if left is None else min(left, timeout)
+        self._plan.wait(left)
 
     # -- a connection's thread: taken by expect_connect(), then its steps ---------------
 
@@ -501,7 +537,10 @@ class TcpServer(BaseServer):
                 self._plan.wait()
             else:
                 return  # stopped or failed: stop() closes the socket and reports the queue
-            assert entry is not None
+            assert entry is not None and planned is not None
+            if entry.arrived > self._since + planned.timeout:  # it came, but too late
+                self._connect_timed_out(planned)
+                return
             self._pending.popleft()
             first = self._done
             self._step_done()
@@ -512,8 +551,6 @@ class TcpServer(BaseServer):
         self._done += 1
         self._since = time.monotonic()
         self._notify()
-        if self._waiting_connect() is not None:
-            self._kick()  # the accept loop times the next expect_connect()
 
     def _run_steps(self, entry: _Accepted, connect_index: int) -> None:
         emit = self._emit if log.isEnabledFor(logging.INFO) else None
@@ -526,6 +563,8 @@ class TcpServer(BaseServer):
         if emit is not None:
             emit(entry.record, "taken by expect_connect()")
         try:
+            if self.ssl_context is not None:
+                conn.start_tls(self.ssl_context)
             while True:
                 with self._plan:
                     self._plan.wait_for(
@@ -537,7 +576,6 @@ class TcpServer(BaseServer):
                 with self._plan:
                     self._step_done()
                 if not conn.open:
-                    self._end(entry)
                     return
         except ServerStopped:
             pass
@@ -548,8 +586,10 @@ class TcpServer(BaseServer):
                                 traceback=traceback.format_exc()))
         finally:
             failure = self._failure
-            # ended as the failure report's transcript says
+            # ended as the failure report's transcript says; the client sees the close
+            # once the accepted descriptor is closed too
             conn.close(runner.ending_after(failure.kind) if failure else "stopped")
+            self._end(entry)
 
     def _execute(self, index: int, planned: Planned, entry: _Accepted, conn: Connection) -> None:
         """Run one engine step on the connection *entry*; StepFailed in tcpserver words."""
@@ -586,7 +626,7 @@ class TcpServer(BaseServer):
         return (_sent_since_client_spoke(entry.record) if reset else b""), False
 
     def _emit(self, record: ConnectionRecord, text: str) -> None:
-        log.info("[%s :%s] #%s %s", self.name, self.service_port, record.number, text)
+        log.info("[%s %s] #%s %s", self.name, self.location, record.number, text)
 
     # -- join --------------------------------------------------------------
 
@@ -619,19 +659,31 @@ class TcpServer(BaseServer):
         return self._done >= target or self._failure is not None or self._halted
 
     def _wait_blocking(self, target: int) -> None:
-        # Bounded without a timeout of its own: every step has one.
+        # Bounded without a timeout of its own: every step has one, expect_connect()'s
+        # timed here.
         with self._plan:
-            self._plan.wait_for(lambda: self._reached(target))
+            while not self._reached(target):
+                self._wait_on_plan(None)
 
     async def _wait_async(self, target: int) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            with self._lock:
+            with self._plan:
                 if self._reached(target):
                     return
+                deadline = self._connect_deadline()
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._wait_on_plan(0)  # fails the expect_connect() that timed out
+                    continue
                 future: asyncio.Future[None] = loop.create_future()
                 self._async_waiters.append((loop, future))
-            await future
+            timer = None if deadline is None else loop.call_at(
+                loop.time() + max(0.0, deadline - time.monotonic()), _settle, future)
+            try:
+                await future
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def _add_stream_client(self, client: StreamClient) -> None:
         with self._lock:
