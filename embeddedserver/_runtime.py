@@ -69,8 +69,8 @@ class BaseServer:
     _finished_word = "finished"
     _log = log
     #: True for a subclass whose accept loop also watches a second pipe: ``_kick()`` makes
-    #: the loop take every connection waiting in the backlog, then call ``_after_kick()``
-    #: (a server that never asks pays for no second pipe).
+    #: the loop call ``_on_kick()`` (by default: take every connection waiting in the
+    #: backlog, then call ``_after_kick()``); a server that never asks pays for no pipe.
     _uses_kick = False
 
     def __init__(
@@ -248,10 +248,8 @@ class BaseServer:
             for fd, _ in ready:
                 if kicker is not None and fd == kicker.rfd:
                     kicker.clear()
-                    for listener in self._listeners:  # the whole backlog, then the news
-                        if self._take_all(listener, every=True):
-                            return
-                    self._after_kick()
+                    if self._on_kick():
+                        return
                 elif fd in by_fd and self._take_all(by_fd[fd], every=self.concurrent):
                     return
 
@@ -270,10 +268,34 @@ class BaseServer:
                 return False
         return False
 
+    def _admit_backlog(self) -> None:
+        """On the accept thread, while it serves a connection itself: accept and count
+        every connection waiting in the backlog and ``_admit()`` it, serving none (the
+        subclass serves what it admitted, and counts each one finished)."""
+        for listener in self._listeners:
+            while True:
+                try:
+                    sock, peer = listener.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    break
+                number = self._accepted + 1
+                self._accepted_one(number)
+                if not self._admit(sock, peer, number):
+                    self._finished_one()
+
     def _kick(self) -> None:
         """Have the accept loop take the backlog and call ``_after_kick()``."""
         assert self._kicker is not None, "set _uses_kick on the class"
         self._kicker.wake()
+
+    def _on_kick(self) -> bool:
+        """The accept loop was kicked: take the whole backlog, then ``_after_kick()``. True
+        if the last connection ``max_connections`` allows was taken."""
+        for listener in self._listeners:
+            if self._take_all(listener, every=True):
+                return True
+        self._after_kick()
+        return False
 
     def _after_kick(self) -> None:
         """Called on the accept thread once it took the backlog, after a ``_kick()``."""
@@ -400,10 +422,14 @@ class BaseServer:
     def _finished_one(self) -> None:
         """Count one more connection as finished."""
         with self._lock:
-            self._finished += 1
-            if self._waiting:
-                assert self._changed is not None
-                self._changed.notify_all()
+            self._finished_locked()
+
+    def _finished_locked(self) -> None:
+        """``_finished_one()`` with the lock held."""
+        self._finished += 1
+        if self._waiting:
+            assert self._changed is not None
+            self._changed.notify_all()
 
     def wait_for_connections(
         self, n: int = 1, timeout: float = DEFAULT_TIMEOUT, *, finished: bool = True

@@ -147,7 +147,7 @@ class TcpServer(BaseServer):
     b'pong'
     """
 
-    _uses_kick = True  # at teardown, the accept loop takes the backlog when asked
+    _uses_kick = True  # a step was added, or teardown asks for the backlog
 
     def __init__(
         self,
@@ -162,8 +162,11 @@ class TcpServer(BaseServer):
         self.name = name
         self._fail_test = fail or _raise_assertion
         self.ssl_context = _args.server_ssl_context(ssl_context)
+        # One thread accepts and serves: the accept thread serves each client itself and,
+        # whenever it waits (for a step, for a client, inside a step), it also watches the
+        # listeners, so that a second client is seen at once (see _wait_for_plan).
         super().__init__(host="127.0.0.1" if path is not None else "localhost", port=0,
-                         path=path, backlog=16, concurrent=True, max_connections=None,
+                         path=path, backlog=16, concurrent=False, max_connections=None,
                          thread_name=name, start=False)
         #: How messages name where the server listens: "port 40212" or "unix:/tmp/s".
         self.location = self._where if self.path is not None else f"port {self._port}"
@@ -183,6 +186,7 @@ class TcpServer(BaseServer):
         self._unawaited: list[Join] = []
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._drained = False  # the accept loop took the backlog, as asked at teardown
+        self._idle = False  # the server thread waits for the plan: a new step kicks it
         self._stopped = False
         self._start()
 
@@ -274,7 +278,9 @@ class TcpServer(BaseServer):
                     self._connected_by, self._ended_by = None, index
                 if index == self._done:
                     self._since = time.monotonic()
-                self._plan.notify_all()
+                if self._idle:
+                    self._idle = False
+                    self._kick()
                 return
             failure = Failure("misuse", problem)
             self._record_failure(failure, reported=True)
@@ -436,13 +442,16 @@ class TcpServer(BaseServer):
         for entry in self._open:
             entry.record.ended = entry.record.ended or "stopped"
             entry.sock.close()
+            self._finished_locked()
         self._open.clear()
         self._pending.clear()
 
     def _end(self, entry: _Accepted) -> None:
+        """Close the accepted socket of *entry*, served to its end."""
         with self._lock:
             if entry in self._open:
                 self._open.remove(entry)
+                self._finished_locked()
             entry.sock.close()
 
     # -- the accept thread: admitting clients, timing expect_connect() ---------------
@@ -526,25 +535,69 @@ class TcpServer(BaseServer):
 
     # -- a connection's thread: taken by expect_connect(), then its steps ---------------
 
-    def _serve(self, sock: socket.socket, peer: Any, number: int) -> None:
-        with self._plan:
-            entry = next((e for e in self._pending if e.sock is sock), None)
-            while entry is not None and not self._halted:
+    def _run_connection(self, sock: socket.socket, peer: Any, number: int) -> None:
+        self._serve_pending()  # the client just admitted is the first queued, or served
+
+    def _on_kick(self) -> bool:
+        self._admit_backlog()
+        self._after_kick()
+        self._serve_pending()
+        return False
+
+    def _serve_pending(self) -> None:
+        """Serve the clients queued, one at a time, the first when an expect_connect()
+        takes it; each is counted finished when its socket is closed (``_end``,
+        ``_close_all``)."""
+        try:
+            while True:
+                with self._lock:
+                    if self._halted or not self._pending:
+                        return
+                    entry = self._pending[0]
+                self._claim_and_serve(entry)
+        except ServerStopped:
+            pass
+        except Exception as exc:
+            self._abort(Failure("error", f"{self.name} crashed: {exc!r}",
+                                traceback=traceback.format_exc()))
+
+    def _claim_and_serve(self, entry: _Accepted) -> None:
+        """Wait until an expect_connect() takes *entry* (the first client queued), then run
+        its steps until its connection ends."""
+        while True:
+            with self._plan:
+                if self._halted:
+                    raise ServerStopped()
                 planned = self._steps[self._done] if self._done < len(self._steps) else None
-                if planned is not None and planned.kind == "connect" and \
-                        self._pending[0] is entry:
+                if planned is not None and planned.kind == "connect":
+                    if entry.arrived > self._since + planned.timeout:  # came, but too late
+                        self._connect_timed_out(planned)
+                        raise ServerStopped()
+                    self._pending.popleft()
+                    first = self._done
+                    self._step_done()
                     break
-                self._plan.wait()
-            else:
-                return  # stopped or failed: stop() closes the socket and reports the queue
-            assert entry is not None and planned is not None
-            if entry.arrived > self._since + planned.timeout:  # it came, but too late
-                self._connect_timed_out(planned)
-                return
-            self._pending.popleft()
-            first = self._done
-            self._step_done()
+                self._idle = True
+            self._wait_for_plan()
         self._run_steps(entry, first)
+
+    def _wait_for_plan(self) -> None:
+        """On the server thread: wait for a kick (a step added, or teardown asking for the
+        backlog) while admitting the clients that connect; ServerStopped on stop()."""
+        poller = select.poll()
+        assert self._kicker is not None
+        for fd in (self._kicker.rfd, self._waker.rfd, *(s.fileno() for s in self._listeners)):
+            poller.register(fd, select.POLLIN)
+        ready = [fd for fd, _ in poller.poll()]
+        with self._lock:
+            self._idle = False
+        if self._waker.rfd in ready:
+            raise ServerStopped()
+        if self._kicker.rfd in ready:
+            self._kicker.clear()
+        self._admit_backlog()
+        if self._kicker.rfd in ready:
+            self._after_kick()
 
     def _step_done(self) -> None:
         """The step at _done completed; call with the lock held."""
@@ -560,6 +613,8 @@ class TcpServer(BaseServer):
         runner = ScriptRunner([], entry.record, self.timeout, emit=emit, growing=True,
                               first_index=connect_index + 1)
         conn = Connection(entry.sock.dup(), entry.record.peer, runner, self._waker)
+        # While a step waits for this client, a second one is admitted (and fails) at once.
+        conn.also_watch = {s.fileno(): self._admit_backlog for s in self._listeners}
         if emit is not None:
             emit(entry.record, "taken by expect_connect()")
         try:
@@ -567,11 +622,16 @@ class TcpServer(BaseServer):
                 conn.start_tls(self.ssl_context)
             while True:
                 with self._plan:
-                    self._plan.wait_for(
-                        lambda: self._halted or self._done < len(self._steps))
                     if self._halted:
                         return
-                    index, planned = self._done, self._steps[self._done]
+                    if self._done < len(self._steps):
+                        index, planned = self._done, self._steps[self._done]
+                    else:
+                        planned = None
+                        self._idle = True
+                if planned is None:
+                    self._wait_for_plan()
+                    continue
                 self._execute(index, planned, entry, conn)
                 with self._plan:
                     self._step_done()
@@ -581,9 +641,6 @@ class TcpServer(BaseServer):
             pass
         except StepFailed as exc:
             self._abort(exc.failure)
-        except Exception as exc:
-            self._abort(Failure("error", f"{self.name} crashed: {exc!r}",
-                                traceback=traceback.format_exc()))
         finally:
             failure = self._failure
             # ended as the failure report's transcript says; the client sees the close
