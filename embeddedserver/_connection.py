@@ -31,6 +31,11 @@ from .record import Failure, show_bytes
 
 __all__ = ["RECV_SIZE", "Connection", "ServerStopped", "StepFailed", "Waker", "poll_ms"]
 
+# The runner's answers, bound once: Connection.run compares every action against them.
+_READ, _SEND, _PAUSE, _CALL = Action.READ, Action.SEND, Action.PAUSE, Action.CALL
+_HALF_CLOSE, _START_TLS, _DONE = Action.HALF_CLOSE, Action.START_TLS, Action.DONE
+_CLOSE, _RESET, _FAILED = Action.CLOSE, Action.RESET, Action.FAILED
+
 #: Bytes asked for by one read: large, so that a big upload takes few system calls.
 RECV_SIZE = 256 * 1024
 _FIRST_RECV_SIZE = 16 * 1024
@@ -447,20 +452,20 @@ class Connection:
         runner = self.runner
         while self.open:
             action = runner.next_action(time.monotonic())
-            if action is Action.READ:
+            if action is _READ:
                 try:
                     self._fill(runner.deadline)
                 except (ServerStopped, StepFailed):
                     raise
                 except Exception as exc:
                     runner.io_error(exc)
-            elif action is Action.SEND:
+            elif action is _SEND:
                 if self._send(runner):
                     runner.done()
-            elif action is Action.PAUSE:
+            elif action is _PAUSE:
                 assert runner.deadline is not None
                 self._sleep_until(runner.deadline)
-            elif action is Action.CALL:
+            elif action is _CALL:
                 assert runner.call is not None
                 self._nonblocking()
                 try:
@@ -471,28 +476,28 @@ class Connection:
                     runner.io_error(exc)
                     continue
                 runner.done()
-            elif action is Action.HALF_CLOSE:
+            elif action is _HALF_CLOSE:
                 try:
                     self._shut_write()
                 except Exception as exc:
                     runner.io_error(exc)
                     continue
                 runner.done()
-            elif action is Action.START_TLS:
+            elif action is _START_TLS:
                 assert self.ssl_context is not None
                 self.start_tls(self.ssl_context)
                 runner.done()
-            elif action is Action.DONE:
+            elif action is _DONE:
                 self.close(runner.ending)
-            elif action is Action.CLOSE:
+            elif action is _CLOSE:
                 # A client that gave up a Hang with a reset gets no TLS goodbye.
                 if runner.ending == "client reset":
                     self.finish(runner.ending, tls_goodbye=False)
                 else:
                     self.close(runner.ending)
-            elif action is Action.RESET:
+            elif action is _RESET:
                 self.reset()
-            elif action is Action.FAILED:
+            elif action is _FAILED:
                 assert runner.failure is not None
                 raise StepFailed(runner.failure)
             else:  # IDLE: the owner of a growing script adds steps and runs again
