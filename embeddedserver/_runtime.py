@@ -69,8 +69,8 @@ class BaseServer:
     _finished_word = "finished"
     _log = log
     #: True for a subclass whose accept loop also watches a second pipe: ``_kick()`` makes
-    #: the loop call ``_on_kick()`` (by default: take every connection waiting in the
-    #: backlog, then call ``_after_kick()``); a server that never asks pays for no pipe.
+    #: the loop call ``_on_kick()`` (news for the subclass); a server that never asks
+    #: pays for no second pipe.
     _uses_kick = False
 
     def __init__(
@@ -102,6 +102,7 @@ class BaseServer:
         self._workers: list[threading.Thread] = []
         self._prune_at = 64  # drop finished workers from the list when it is this long
         self._stop_lock = threading.Lock()
+        self._accepting = threading.Lock()  # held from accept() until the admission
         self._stopped_inside = False  # stop() was called by a server thread
         unix_path = check_unix_path(path, host, port)
         #: The Unix socket path (None for TCP); ``address`` is where clients connect.
@@ -258,67 +259,70 @@ class BaseServer:
         arrives at once), or one (a server serving one at a time takes one per wake-up).
         True if the last connection ``max_connections`` allows was taken."""
         while not self.STOPPED:
-            try:
-                sock, peer = listener.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return False
-            if self._take(sock, peer):
+            # Accepting, counting and admitting happen under _accepting, so that a look
+            # at the backlog under that lock sees every client either waiting or admitted.
+            with self._accepting:
+                try:
+                    sock, peer = listener.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    return False
+                number, last = self._count()
+                admitted = self._admit(sock, peer, number)
+            if admitted:
+                self._serve_taken(sock, peer, number)
+            else:
+                self._finished_one()  # refused: it ended here
+            if last:
                 return True
             if not every:
                 return False
         return False
 
     def _admit_backlog(self) -> None:
-        """On the accept thread, while it serves a connection itself: accept and count
-        every connection waiting in the backlog and ``_admit()`` it, serving none (the
-        subclass serves what it admitted, and counts each one finished)."""
-        for listener in self._listeners:
-            while True:
-                try:
-                    sock, peer = listener.accept()
-                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                    break
-                number = self._accepted + 1
-                self._accepted_one(number)
-                if not self._admit(sock, peer, number):
-                    self._finished_one()
+        """Accept, count and ``_admit()`` every connection waiting in the backlog, serving
+        none: on the accept thread while it serves a connection itself, or on any thread
+        that must see every client that connected (the subclass serves what it admitted,
+        and counts each one finished)."""
+        with self._accepting:
+            for listener in self._listeners:
+                while True:
+                    try:
+                        sock, peer = listener.accept()
+                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                        break
+                    number, _ = self._count()
+                    if not self._admit(sock, peer, number):
+                        self._finished_one()
 
     def _kick(self) -> None:
-        """Have the accept loop take the backlog and call ``_after_kick()``."""
+        """Wake the accept loop to call ``_on_kick()`` (with ``_uses_kick``)."""
         assert self._kicker is not None, "set _uses_kick on the class"
         self._kicker.wake()
 
     def _on_kick(self) -> bool:
-        """The accept loop was kicked: take the whole backlog, then ``_after_kick()``. True
-        if the last connection ``max_connections`` allows was taken."""
-        for listener in self._listeners:
-            if self._take_all(listener, every=True):
-                return True
-        self._after_kick()
+        """Called on the accept thread after a ``_kick()``; True to end the accept loop."""
         return False
 
-    def _after_kick(self) -> None:
-        """Called on the accept thread once it took the backlog, after a ``_kick()``."""
 
-
-    def _take(self, sock: socket.socket, peer: Any) -> bool:
-        """Count and serve a connection the accept loop took. True if it was the last one
-        ``max_connections`` allows: the listeners are then closed, before the waiters hear
-        of it, so that after ``wait_for_connections(finished=False)`` a connect is refused.
-        """
-        number = self._accepted + 1  # only the accept thread changes it
+    def _count(self) -> tuple[int, bool]:
+        """Count one more connection accepted (holding ``_accepting``): its number, and
+        whether it is the last one ``max_connections`` allows. The listeners are then
+        closed, before the waiters hear of it, so that after
+        ``wait_for_connections(finished=False)`` a connect is refused."""
+        number = self._accepted + 1
         last = self.max_connections is not None and number >= self.max_connections
         if last:
             with self._lock:
                 for listener in self._listeners:
                     listener.close()
         self._accepted_one(number)
-        if not self._admit(sock, peer, number):
-            self._finished_one()  # refused: it ended here
-            return last
+        return number, last
+
+    def _serve_taken(self, sock: socket.socket, peer: Any, number: int) -> None:
+        """Serve an admitted connection: here, or on a worker thread with ``concurrent``."""
         if not self.concurrent:
             self._run_connection(sock, peer, number)
-            return last
+            return
         worker = threading.Thread(
             target=self._run_connection, args=(sock, peer, number),
             name=f"{self._thread_name}:{self._where}#{number}", daemon=True,
@@ -329,7 +333,6 @@ class BaseServer:
                 self._prune_at = max(64, 2 * len(self._workers))
             self._workers.append(worker)
         worker.start()
-        return last
 
     def _run_connection(self, sock: socket.socket, peer: Any, number: int) -> None:
         try:

@@ -172,7 +172,7 @@ class _StreamWatch:
         self._monkeypatch.setattr(
             writer, "wait_closed", _noting_wait_closed(client, writer.wait_closed)
         )
-        server._add_stream_client(client)
+        server.note_stream_client(client)
 
 
 def _counting(
@@ -293,7 +293,7 @@ class TcpServerFactory:
         reports: list[str] = []
         try:
             for server in self.servers:
-                report = server._final_report() if check else None
+                report = server.teardown_report() if check else None
                 if report:
                     reports.append(report)
         finally:

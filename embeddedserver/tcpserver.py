@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import _args
-from ._args import JOIN_TIMEOUT, TCPSERVER_TIMEOUT
+from ._args import TCPSERVER_TIMEOUT
 from ._connection import Connection, ServerStopped, StepFailed
 from ._runner import ScriptRunner
 from ._runtime import BaseServer
@@ -147,7 +147,7 @@ class TcpServer(BaseServer):
     b'pong'
     """
 
-    _uses_kick = True  # a step was added, or teardown asks for the backlog
+    _uses_kick = True  # a step added while the server thread idles kicks it
 
     def __init__(
         self,
@@ -185,7 +185,6 @@ class TcpServer(BaseServer):
         self._streams: dict[tuple[Any, ...], StreamClient] = {}
         self._unawaited: list[Join] = []
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._drained = False  # the accept loop took the backlog, as asked at teardown
         self._idle = False  # the server thread waits for the plan: a new step kicks it
         self._stopped = False
         self._start()
@@ -358,7 +357,7 @@ class TcpServer(BaseServer):
         failure not reported yet; then ``stop()``."""
         __tracebackhide__ = True
         try:
-            message = self._final_report() if check else None
+            message = self.teardown_report() if check else None
         finally:
             self.stop()
         if message:
@@ -378,8 +377,11 @@ class TcpServer(BaseServer):
         with self._lock:
             self._close_all()
 
-    def _final_report(self) -> str | None:
-        """Teardown: finish the script, then the client-side checks. A report, or None."""
+    def teardown_report(self) -> str | None:
+        """What ``close(check=True)`` reports, without raising or stopping: add
+        ``expect_disconnect()`` if a client is connected in the script, wait for every
+        step, take the clients in the backlog, then the client-side checks. The first
+        failure not reported yet, or None. (The factories report several servers so.)"""
         with self._lock:
             if self._stopped:
                 return None
@@ -403,19 +405,11 @@ class TcpServer(BaseServer):
         return None
 
     def _take_backlog(self) -> None:
-        """If a client waits in the listen backlog, have the accept loop take every one,
-        and wait until it has (bounded: it never blocks while doing so)."""
-        poller = select.poll()
-        with self._plan:
-            if self._halted:
-                return
-            for listener in self._listeners:
-                poller.register(listener, select.POLLIN)
-            if not poller.poll(0):
-                return  # the usual case, seen without a hand-over to the accept thread
-            self._drained = False
-            self._kick()
-            self._plan.wait_for(lambda: self._drained or self._halted, JOIN_TIMEOUT)
+        """Admit every client waiting in the listen backlog, from this thread: each is
+        then reported as a client no expect_connect() took (one the server thread is
+        accepting is admitted before this can look: see ``BaseServer._accepting``)."""
+        if not self._halted:
+            self._admit_backlog()
 
     def _client_problems(self) -> list[str]:
         problems = []
@@ -485,11 +479,6 @@ class TcpServer(BaseServer):
         ))
         return False
 
-    def _after_kick(self) -> None:
-        with self._plan:
-            self._drained = True
-            self._plan.notify_all()
-
     def _waiting_connect(self) -> Planned | None:
         """The expect_connect() step to run now with no client there for it, if any; call
         with the lock held."""
@@ -539,9 +528,7 @@ class TcpServer(BaseServer):
         self._serve_pending()  # the client just admitted is the first queued, or served
 
     def _on_kick(self) -> bool:
-        self._admit_backlog()
-        self._after_kick()
-        self._serve_pending()
+        self._serve_pending()  # a step was added: an expect_connect() may take a client
         return False
 
     def _serve_pending(self) -> None:
@@ -582,8 +569,8 @@ class TcpServer(BaseServer):
         self._run_steps(entry, first)
 
     def _wait_for_plan(self) -> None:
-        """On the server thread: wait for a kick (a step added, or teardown asking for the
-        backlog) while admitting the clients that connect; ServerStopped on stop()."""
+        """On the server thread: wait for a kick (a step added) while admitting the clients
+        that connect; ServerStopped on stop()."""
         poller = select.poll()
         assert self._kicker is not None
         for fd in (self._kicker.rfd, self._waker.rfd, *(s.fileno() for s in self._listeners)):
@@ -596,8 +583,6 @@ class TcpServer(BaseServer):
         if self._kicker.rfd in ready:
             self._kicker.clear()
         self._admit_backlog()
-        if self._kicker.rfd in ready:
-            self._after_kick()
 
     def _step_done(self) -> None:
         """The step at _done completed; call with the lock held."""
@@ -742,7 +727,9 @@ class TcpServer(BaseServer):
                 if timer is not None:
                     timer.cancel()
 
-    def _add_stream_client(self, client: StreamClient) -> None:
+    def note_stream_client(self, client: StreamClient) -> None:
+        """Count what an asyncio stream client connected to this server reads (the stream
+        watch of ``tcpserver_factory`` calls this), so that bytes it left unread are exact."""
         with self._lock:
             self._streams[client.address] = client
 

@@ -75,6 +75,27 @@ def test_a_client_after_the_script_ended_is_reported_at_close() -> None:
         late.close()
 
 
+@pytest.mark.parametrize("round_", range(100))
+def test_a_client_no_step_expected_is_reported_however_close_it_came(round_: int) -> None:
+    # The client connects and closes just before close(): whether the server thread has
+    # accepted it yet or it still waits in the backlog, the verdict must see it.
+    server = TcpServer(timeout=10)
+    with socket.create_connection(("127.0.0.1", server.service_port)):
+        pass
+    with pytest.raises(AssertionError, match=r"connection #1 from .* was accepted but no "
+                                             r"expect_connect\(\) step took it"):
+        server.close(check=True)
+
+
+@pytest.mark.parametrize("round_", range(100))
+def test_a_client_a_step_expected_passes_however_close_it_came(round_: int) -> None:
+    server = TcpServer(timeout=10)
+    server.expect_connect()
+    with socket.create_connection(("127.0.0.1", server.service_port)):
+        pass
+    server.close(check=True)
+
+
 def test_steps_added_after_the_script_ended_start_serving_again() -> None:
     with TcpServer(timeout=10) as server:
         for word in (b"one", b"two"):
