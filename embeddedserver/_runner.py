@@ -49,7 +49,7 @@ from __future__ import annotations
 import enum
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._match import Inbox, Mismatch
 from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE
@@ -238,7 +238,8 @@ class ScriptRunner:
                 return Action.START_TLS
             kind = step.kind
             if kind == "read":
-                assert isinstance(step, ReadStep)
+                if TYPE_CHECKING:  # the kind says so; no isinstance() on the hot path
+                    assert isinstance(step, ReadStep)
                 if not self._started:
                     self._started = True
                     self.deadline = now + (step.timeout or self.timeout)
@@ -251,13 +252,15 @@ class ScriptRunner:
                     continue
                 if self.failure is not None:
                     continue
-                assert self.deadline is not None
+                if TYPE_CHECKING:
+                    assert self.deadline is not None
                 if now >= self.deadline:
                     self._read_timed_out(step)
                     continue
                 return Action.READ
             if kind == "send":
-                assert isinstance(step, Send)
+                if TYPE_CHECKING:
+                    assert isinstance(step, Send)
                 self._started = True
                 self.outgoing = step.data
                 return Action.SEND
@@ -340,25 +343,23 @@ class ScriptRunner:
             return False
         if chunk is None:
             return False
+        self.record.add("recv", chunk)
         try:
-            self._consumed(step, chunk)
+            if self.emit is not None:
+                self.emit(self.record, f"read {len(chunk)} bytes: {show_bytes(chunk)}")
+            if self.on_chunk is not None:
+                self.on_chunk(chunk)
         except Exception as exc:  # a hook (a live log, an asyncio feed) raised
             self.io_error(exc)
             return False
-        self._advance()
-        return True
-
-    def _consumed(self, step: ReadStep, chunk: bytes) -> None:
-        inbox = self.inbox
-        self.record.add("recv", chunk)
-        if self.emit is not None:
-            self.emit(self.record, f"read {len(chunk)} bytes: {show_bytes(chunk)}")
-        if self.on_chunk is not None:
-            self.on_chunk(chunk)
         if inbox.eof and isinstance(step, (ExpectClose, ReadUntilClose)):
             # The client shut its write side; it may still read, so later steps (a reply
             # to a half-closed client) still run. The close at the end says who went first.
             self.record.add("note", text=f"{CLIENT_EOF_NOTE} (EOF)")
+        self._index += 1  # the step is done: the next one starts afresh
+        self._started = False
+        self.deadline = None
+        return True
 
     def _read_timed_out(self, step: ReadStep) -> None:
         timeout = step.timeout or self.timeout

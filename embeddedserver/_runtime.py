@@ -29,9 +29,10 @@ import logging
 import os
 import select
 import socket
+import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -49,6 +50,9 @@ logging.getLogger("embeddedserver").addHandler(logging.NullHandler())
 log = logging.getLogger(__name__)
 
 _ServerT = TypeVar("_ServerT", bound="BaseServer")
+
+#: Linux wakes a thread blocked in accept() when another shuts the listener down.
+_SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
 
 
 class BaseServer:
@@ -113,6 +117,13 @@ class BaseServer:
         self._where = format_address(unix_path if unix_path is not None else self.addresses[0])
         self._waker = Waker()
         self._kicker = Waker() if self._uses_kick else None
+        # (Not for a Unix socket: shutdown() is not known to wake its accept() everywhere.)
+        self._blocking_accept = (
+            _SHUTDOWN_WAKES_ACCEPT and unix_path is None and len(self._listeners) == 1
+            and self._kicker is None
+        )
+        if self._blocking_accept:
+            self._listeners[0].setblocking(True)
         self._thread_name = thread_name
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"{thread_name}:{self._where}", daemon=True
@@ -209,9 +220,20 @@ class BaseServer:
         """Called after ``stop()`` from outside the server's threads has joined them."""
 
     def _wake_all(self) -> None:
-        """Tell every server thread to stop: set STOPPED and wake the waits on the pipe."""
+        """Tell every server thread to stop: set STOPPED, wake the waits on the pipe, and
+        end a blocking accept(): Linux wakes it with EINVAL when the listener is shut
+        down. That is done under the lock, so that the accept loop cannot close the
+        socket (and its descriptor be reused) in between."""
         self.STOPPED = True
         self._waker.wake()
+        if self._blocking_accept:
+            with self._lock:
+                listener = self._listeners[0]
+                if listener.fileno() >= 0:
+                    try:
+                        listener.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
     def _on_server_thread(self) -> bool:
         """True when called by this server's accept loop or one of its workers."""
@@ -233,6 +255,23 @@ class BaseServer:
             self._accept_loop_ended()
 
     def _accept_until_stopped(self) -> None:
+        # A blocking listener's accept() waits for the next client: take them all, one
+        # after another; a polled one gives what waits now (one at a time serving one).
+        every = self.concurrent or self._blocking_accept
+        for listener in self._ready_listeners():
+            if self._take_all(listener, every=every):
+                return
+
+    def _ready_listeners(self) -> Iterator[socket.socket]:
+        """The listeners as connections wait on them, until ``stop()``. With one listener
+        and no kick pipe to watch (Linux), the listener itself, at once: it is blocking,
+        its ``accept()`` waits, and ``stop()`` wakes it by shutting it down, one system call
+        a connection. Else the ones ``poll()`` finds ready with the wake-up pipe (and the
+        kick pipe, whose news go to ``_on_kick()``)."""
+        if self._blocking_accept:
+            while not self.STOPPED:
+                yield self._listeners[0]
+            return
         poller = select.poll()
         by_fd = {s.fileno(): s for s in self._listeners}
         for fd in by_fd:
@@ -244,34 +283,44 @@ class BaseServer:
             poller.register(kicker.rfd, select.POLLIN)
         while True:
             ready = poller.poll()
-            if any(fd == wake_fd for fd, _ in ready):
-                return
+            for fd, _ in ready:
+                if fd == wake_fd:
+                    return
             for fd, _ in ready:
                 if kicker is not None and fd == kicker.rfd:
                     kicker.clear()
                     if self._on_kick():
                         return
-                elif fd in by_fd and self._take_all(by_fd[fd], every=self.concurrent):
-                    return
+                elif fd in by_fd:
+                    yield by_fd[fd]
 
     def _take_all(self, listener: socket.socket, every: bool) -> bool:
         """Accept from *listener*: every connection waiting in its backlog (a crowd
         arrives at once), or one (a server serving one at a time takes one per wake-up).
-        True if the last connection ``max_connections`` allows was taken."""
+        True when the accept loop ends: the last connection ``max_connections`` allows
+        was taken, or ``stop()`` shut a blocking listener down."""
         while not self.STOPPED:
             # Accepting, counting and admitting happen under _accepting, so that a look
             # at the backlog under that lock sees every client either waiting or admitted.
+            # (A blocking accept() holds it while it waits: only servers with a kick pipe
+            # look at the backlog from elsewhere, and their accept() never blocks.)
             with self._accepting:
                 try:
                     sock, peer = listener.accept()
                 except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                     return False
+                except OSError:
+                    if self.STOPPED:  # stop() shut the blocking listener down
+                        return True
+                    raise
                 number, last = self._count()
                 admitted = self._admit(sock, peer, number)
-            if admitted:
-                self._serve_taken(sock, peer, number)
-            else:
+            if not admitted:
                 self._finished_one()  # refused: it ended here
+            elif self.concurrent:
+                self._start_worker(sock, peer, number)
+            else:
+                self._run_connection(sock, peer, number)
             if last:
                 return True
             if not every:
@@ -318,11 +367,8 @@ class BaseServer:
         self._accepted_one(number)
         return number, last
 
-    def _serve_taken(self, sock: socket.socket, peer: Any, number: int) -> None:
-        """Serve an admitted connection: here, or on a worker thread with ``concurrent``."""
-        if not self.concurrent:
-            self._run_connection(sock, peer, number)
-            return
+    def _start_worker(self, sock: socket.socket, peer: Any, number: int) -> None:
+        """Serve an admitted connection on a worker thread of its own (``concurrent``)."""
         worker = threading.Thread(
             target=self._run_connection, args=(sock, peer, number),
             name=f"{self._thread_name}:{self._where}#{number}", daemon=True,
