@@ -268,7 +268,13 @@ class TcpServer(BaseServer):
         __tracebackhide__ = True
         with self._plan:
             index = len(self._steps)
-            problem = None if self._failure else self._misuse(index, planned)
+            if self._stopped:
+                problem: str | None = (
+                    f"tcpserver.{planned.label} after stop(): the server no longer serves; "
+                    "add every step before stop() or close()"
+                )
+            else:
+                problem = None if self._failure else self._misuse(index, planned)
             if problem is None:
                 self._steps.append(planned)
                 if planned.kind == "connect":
@@ -282,7 +288,10 @@ class TcpServer(BaseServer):
                     self._kick()
                 return
             failure = Failure("misuse", problem)
-            self._record_failure(failure, reported=True)
+            if self._stopped:
+                self.errors.append(failure)  # reported here, at the line that added it
+            else:
+                self._record_failure(failure, reported=True)
         self._fail_test(self._report(failure))
 
     def _misuse(self, index: int, planned: Planned) -> str | None:
@@ -369,9 +378,24 @@ class TcpServer(BaseServer):
 
     def _wake_all(self) -> None:
         with self._plan:
+            if not self._stopped and self._done < len(self._steps):
+                self._record_failure(self._unfinished(), reported=False)
             self._stopped = self._halted = True
             self._notify()
         super()._wake_all()
+
+    def _unfinished(self) -> Failure:
+        """The failure of a plan stopped before its end: the step it stopped in and how
+        many were left; call with the lock held."""
+        index, total = self._done, len(self._steps)
+        planned = self._steps[index]
+        left = total - index
+        return Failure(
+            "unfinished",
+            f"stopped with {left} step{'s' if left != 1 else ''} of the script not done, "
+            f"the first being {planned.label} (stop() came before the client did it)",
+            step_index=index, step=planned, script_length=total,
+        )
 
     def _on_stopped(self) -> None:
         with self._lock:
@@ -383,8 +407,10 @@ class TcpServer(BaseServer):
         step, take the clients in the backlog, then the client-side checks. The first
         failure not reported yet, or None. (The factories report several servers so.)"""
         with self._lock:
-            if self._stopped:
-                return None
+            if self._stopped:  # stop() came first: what it cut short, if not reported
+                failure = None if self._reported else self._failure
+                self._reported = True
+                return self._report(failure) if failure else None
             ok = self._failure is None
             connected = self._connected_by is not None
         if ok and connected:

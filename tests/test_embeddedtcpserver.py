@@ -50,11 +50,50 @@ def test_tcpserver_without_pytest_raises_assertion_error() -> None:
         server.stop()  # twice is harmless
 
 
-def test_stop_is_prompt_while_a_step_waits() -> None:
+def test_stop_is_prompt_while_a_step_waits_and_reports_the_step_it_cut_short() -> None:
     server = TcpServer(timeout=60)
     server.expect_connect()
     server.stop()  # wakes the runner waiting for a client; the leak guard checks the threads
+    assert server.failure is not None and server.failure.kind == "unfinished"
+    with pytest.raises(AssertionError, match=r"step 0 of 1: expect_connect\(\): stopped "
+                                             r"with 1 step of the script not done"):
+        server.close(check=True)
+
+
+def test_steps_pending_at_stop_fail_join_and_close() -> None:
+    server = TcpServer(timeout=60)
+    server.expect_connect()
+    server.expect_bytes(b"ping")
+    with socket.create_connection(("127.0.0.1", server.service_port)):
+        server.stop()
+    with pytest.raises(AssertionError, match=r"stopped with 2 steps of the script not done, "
+                                             r"the first being expect_connect\(\)|stopped "
+                                             r"with 1 step of the script not done, the first "
+                                             r"being expect_bytes\(b'ping'\)"):
+        server.join()
+    server.close(check=True)  # reported once, by join()
+
+
+def test_a_plan_done_before_stop_passes_join_and_close() -> None:
+    server = TcpServer(timeout=60)
+    server.expect_connect()
+    server.expect_bytes(b"ping")
+    with socket.create_connection(("127.0.0.1", server.service_port)) as sock:
+        sock.sendall(b"ping")
+        server.join()
+    server.stop()
+    server.join()
+    server.close(check=True)
     assert server.failure is None
+
+
+def test_a_step_added_after_stop_fails_at_once() -> None:
+    server = TcpServer(timeout=60)
+    server.stop()
+    with pytest.raises(AssertionError, match=r"tcpserver.expect_connect\(\) after stop\(\): "
+                                             r"the server no longer serves"):
+        server.expect_connect()
+    server.join()  # returns: nothing was added
 
 
 def test_a_client_after_the_script_ended_is_reported_at_close() -> None:
