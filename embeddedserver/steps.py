@@ -399,13 +399,30 @@ class Expect(ReadStep):
         return Checked(self)
 
 
+# re rejects most bad patterns with re.error, but a repeat count above its 32-bit limit
+# (a{99999999999}) with OverflowError, and groups nested past the recursion limit with
+# RecursionError, both from deep inside its parser.
+_BAD_REGEX = (re.error, OverflowError, RecursionError)
+_MAX_REPEAT = 0xFFFFFFFE  # the largest count re accepts in {m,n} (its MAXREPEAT, less one)
+
+
+def _regex_problem(exc: BaseException) -> str:
+    if isinstance(exc, OverflowError):
+        return f"{exc} (a repeat count is at most {_MAX_REPEAT})"
+    if isinstance(exc, RecursionError):
+        return "groups nested too deeply for the re module"
+    return str(exc)
+
+
 def _bytes_pattern(pattern: re.Pattern[str] | re.Pattern[bytes]) -> re.Pattern[bytes]:
     if isinstance(pattern.pattern, bytes):
         return pattern
     try:
         return re.compile(pattern.pattern.encode("utf-8"), pattern.flags & ~re.UNICODE)
-    except re.error as exc:
-        raise ValueError(f"regex {pattern.pattern!r} cannot be used on bytes: {exc}") from None
+    except _BAD_REGEX as exc:
+        raise ValueError(
+            f"regex {pattern.pattern!r} cannot be used on bytes: {_regex_problem(exc)}"
+        ) from None
 
 
 class ExpectRegex(Expect):
@@ -428,8 +445,8 @@ class ExpectRegex(Expect):
             raw = pattern.encode("utf-8") if isinstance(pattern, str) else pattern
             try:
                 pattern = re.compile(raw)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {raw!r}: {exc}") from None
+            except _BAD_REGEX as exc:
+                raise ValueError(f"invalid regex {raw!r}: {_regex_problem(exc)}") from None
         super().__init__(pattern, within=within, timeout=timeout)
 
     def __repr__(self) -> str:

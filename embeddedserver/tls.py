@@ -11,7 +11,8 @@ the two things a test needs around that:
   ``localhost``, ``127.0.0.1`` and ``::1``, with the server context and what a client
   needs to trust it (a client context, or a CA file for ``requests``/``curl``). It uses
   ``trustme`` (``pip install embeddedserver[tls]``). It is a context manager; ``close()``
-  deletes the CA file.
+  deletes the CA file (as does garbage collection, or the interpreter's exit, for one
+  never closed).
 * Steps for servers that get TLS wrong. ``AbortHandshake`` and ``PlaintextReply`` run
   *instead of* the handshake: their ``before_tls`` attribute tells the server to run them
   on the raw socket first (see ``Step.before_tls``); both end the connection, so no TLS
@@ -40,6 +41,7 @@ import logging
 import os
 import ssl
 import tempfile
+import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +83,15 @@ def _import_trustme() -> Any:
     return trustme
 
 
+def _remove_ca_file(path: str, pid: int) -> None:
+    if os.getpid() != pid:  # in a forked child (its exit, close, gc) the file is still its parent's
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class LocalTLS:
     """A throwaway CA and a server certificate for localhost, 127.0.0.1 and ::1.
 
@@ -98,7 +109,8 @@ class LocalTLS:
 
     Raises ImportError saying what to install when ``trustme`` is missing, TypeError or
     ValueError for bad *hostnames*. Use it as a context manager, or call ``close()``
-    (idempotent), which deletes the CA file; the contexts stay usable.
+    (idempotent), which deletes the CA file; the contexts stay usable. One never closed
+    deletes its CA file when it is garbage collected or the interpreter exits.
 
     >>> with LocalTLS() as tls:
     ...     os.path.exists(tls.ca_file)
@@ -130,6 +142,8 @@ class LocalTLS:
         except BaseException:
             os.unlink(self.ca_file)
             raise
+        # Runs once: at close(), at garbage collection or at exit, whichever comes first.
+        self._remove = weakref.finalize(self, _remove_ca_file, self.ca_file, os.getpid())
         self.closed = False
         log.debug("throwaway CA for %s written to %s", self.hostnames, self.ca_file)
 
@@ -140,13 +154,8 @@ class LocalTLS:
 
     def close(self) -> None:
         """Delete the CA file. Idempotent; the contexts keep working."""
-        if self.closed:
-            return
         self.closed = True
-        try:
-            os.unlink(self.ca_file)
-        except FileNotFoundError:
-            pass
+        self._remove()
 
     def __enter__(self) -> LocalTLS:
         return self

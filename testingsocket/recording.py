@@ -31,7 +31,9 @@ Sections: 1. argument checks; 2. cues; 3. TestingSocket.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -184,6 +186,34 @@ def _earliest_match(cues: list[Cue], history: bytearray, data: bytes) -> Cue | N
         if index >= 0 and (best is None or index + len(cue.pattern) - keep < best_end):
             best, best_end = cue, index + len(cue.pattern) - keep
     return best
+
+
+# A fault armed with an OSError class raises what the kernel would: cls(code, os.strerror(code))
+# with the errno below, so a client that reads e.errno or e.args[0] (redis-py does) sees a real
+# failure, not an OSError with no args. A plain OSError gets EIO, the generic I/O error. A
+# TimeoutError (socket.timeout) is raised as a socket's own timeout is: TimeoutError("timed
+# out"), no errno. Other classes (ssl.SSLError, socket.gaierror, user subclasses) are made
+# without arguments, as before: their args mean something else, or their __init__ is theirs.
+_KERNEL_ERRNO: dict[type[BaseException], int] = {
+    ConnectionResetError: errno.ECONNRESET,
+    BrokenPipeError: errno.EPIPE,
+    ConnectionAbortedError: errno.ECONNABORTED,
+    ConnectionRefusedError: errno.ECONNREFUSED,
+    BlockingIOError: errno.EAGAIN,
+    InterruptedError: errno.EINTR,
+    OSError: errno.EIO,
+}
+
+
+def _to_raise(exc: _ExcArg) -> BaseException:
+    """The exception a fault raises: an instance as it is, a class as a new instance."""
+    if not isinstance(exc, type):
+        # Drop the traceback of an earlier firing, or a repeated cue grows it every time.
+        return exc.with_traceback(None)
+    if exc is TimeoutError:
+        return TimeoutError("timed out")
+    code = _KERNEL_ERRNO.get(exc)
+    return exc() if code is None else exc(code, os.strerror(code))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,8 +374,14 @@ class TestingSocket(RealSocket):
 
         The stream is everything sent so far followed by the data of the call in progress, so
         the cue may straddle calls. The failing call sends nothing. ``cue`` is bytes or a str
-        (UTF-8 encoded). ``exc`` is an exception instance (raised as is) or class (instantiated
-        without arguments). With ``once=True`` the cue is removed after firing; otherwise it
+        (UTF-8 encoded). ``exc`` is an exception instance (raised as is) or class, raised as a
+        new instance each time; a socket error class gets the errno and message the kernel
+        gives (``ConnectionResetError`` is ``ConnectionResetError(errno.ECONNRESET, 'Connection
+        reset by peer')``; ``BrokenPipeError`` EPIPE, ``ConnectionAbortedError`` ECONNABORTED,
+        ``ConnectionRefusedError`` ECONNREFUSED, ``BlockingIOError`` EAGAIN,
+        ``InterruptedError`` EINTR, ``OSError`` EIO), and ``TimeoutError`` (``socket.timeout``)
+        is ``TimeoutError('timed out')``, as a socket timeout is; other classes are made
+        without arguments. With ``once=True`` the cue is removed after firing; otherwise it
         fires every time a call completes it again. Several cues may be armed; when one call
         completes several, the one that ends first in the stream fires.
 
@@ -393,7 +429,7 @@ class TestingSocket(RealSocket):
         >>> peer.sendall(b"+OK RST")
         >>> sock.recv(100)
         Traceback (most recent call last):
-        ConnectionResetError
+        ConnectionResetError: [Errno ...] Connection reset by peer
         >>> sock.close(); peer.close()
         """
         method = "break_on_receive"
@@ -406,7 +442,8 @@ class TestingSocket(RealSocket):
         """Deliver at most ``nbytes`` received bytes in total; then every receive raises ``exc``.
 
         Reads are shortened so that nothing beyond the limit leaves the kernel. Replaces any
-        earlier receive limit. Raises TypeError/ValueError for a bad ``nbytes`` or ``exc``.
+        earlier receive limit. ``exc`` is raised as for :meth:`break_on`. Raises
+        TypeError/ValueError for a bad ``nbytes`` or ``exc``.
 
         >>> sock, peer = TestingSocket.pair()
         >>> sock.break_receive_after(3, ConnectionResetError)
@@ -415,7 +452,7 @@ class TestingSocket(RealSocket):
         b'abc'
         >>> sock.recv(100)
         Traceback (most recent call last):
-        ConnectionResetError
+        ConnectionResetError: [Errno ...] Connection reset by peer
         >>> sock.close(); peer.close()
         """
         limit = _as_count(nbytes, "break_receive_after() nbytes", 0)
@@ -652,7 +689,7 @@ class TestingSocket(RealSocket):
         if exc is None:
             return None
         logger.debug("receive limit of %d bytes reached on %r: raising %r", nbytes, self, exc)
-        raise exc if isinstance(exc, type) else exc.with_traceback(None)
+        raise _to_raise(exc)
 
     def _record_in(self, received: memoryview, flags: int) -> None:
         if flags & socket.MSG_PEEK:
@@ -680,6 +717,4 @@ class TestingSocket(RealSocket):
 
     def _raise(self, cue: Cue) -> None:
         logger.debug("%s cue %r fired on %r: raising %r", cue.direction, cue.pattern, self, cue.exc)
-        exc = cue.exc
-        # Drop the traceback of an earlier firing, or a repeated cue grows it every time.
-        raise exc if isinstance(exc, type) else exc.with_traceback(None)
+        raise _to_raise(cue.exc)

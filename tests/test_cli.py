@@ -218,6 +218,7 @@ STEPS: list[tuple[str, Step]] = [
     ("untilclose", ReadUntilClose()),
     (r"expect:HELLO\r\n", Expect(b"HELLO\r\n")),
     (r"regex:GET /\S+ HTTP/1\.1\r\n", ExpectRegex(rb"GET /\S+ HTTP/1\.1\r\n")),
+    ("regex:a{4294967294}", ExpectRegex(b"a{4294967294}")),
     ("expectframe:hi", ExpectFrame(b"hi")),
     ("expectframe,prefix=!B:hi", ExpectFrame(b"hi", "!B")),
     ("expectclose", ExpectClose()),
@@ -276,6 +277,7 @@ BAD_STEPS = [
     ("close:now", "close takes no argument"),
     (r"send:\q", r"unknown escape '\\\\q'"),
     ("regex:(", "invalid regex"),
+    ("regex:a{99999999999}", r"invalid regex b'a\{99999999999\}': the repetition number"),
     ("drip,speed=3:x", r"unknown option 'speed=3' for drip \(options: chunk, interval\)"),
     ("drip,chunk=0:x", "chunk must be >= 1"),
     ("recv,timeout=0", "timeout must be > 0"),
@@ -314,6 +316,10 @@ def test_every_step_name_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> N
     [
         (["bogus:1"], "argument STEP: unknown step 'bogus' in 'bogus:1'; steps are: recv"),
         (["recv", "send:\\q"], "argument STEP: bad step 'send:\\\\q': TEXT: unknown escape"),
+        (["regex:a{99999999999}"],
+         "argument STEP: bad step 'regex:a{99999999999}': invalid regex b'a{99999999999}': "
+         "the repetition number is too large"),
+        (["regex:" + "(" * 1000 + ")" * 1000], "nested too deeply"),
         ([], "give at least one STEP"),
         (["--count", "0", "recv"], "argument --count: expected a whole number >= 1, not '0'"),
         (["--port", "70000", "recv"], "argument --port: expected a port from 0"),

@@ -280,6 +280,12 @@ def test_per_connection_names_the_connection_of_a_bad_script() -> None:
         (lambda: ExpectRegex("(unclosed"), ValueError, ["invalid regex", "(unclosed"]),
         (lambda: ExpectRegex(rb"[z-a]"), ValueError, ["invalid regex", "[z-a]"]),
         (lambda: ExpectRegex(12), TypeError, ["pattern", "12"]),
+        (lambda: ExpectRegex("a{99999999999}"), ValueError,
+         ["invalid regex", "a{99999999999}", "repetition number", "at most 4294967294"]),
+        (lambda: ExpectRegex(rb"x{1,4294967295}"), ValueError,
+         ["invalid regex", "x{1,4294967295}"]),
+        (lambda: ExpectRegex("(" * 1000 + ")" * 1000), ValueError,
+         ["invalid regex", "((((", "nested too deeply"]),
         (lambda: Send(12), TypeError, ["data to send", "12"]),
         (lambda: Send(None), TypeError, ["data to send", "None"]),
         (lambda: SendFrame(b"x" * 256, ">B"), ValueError, ["256 bytes", "'>B'"]),
@@ -307,6 +313,35 @@ def test_bad_step_arguments_raise_naming_the_value(
         make()
     for word in words:
         assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
+
+
+def test_regexes_at_the_limits_of_re_are_accepted() -> None:
+    assert ExpectRegex(b"x{4294967294}").pattern == re.compile(b"x{4294967294}")
+    nested = "(" * 50 + "a" + ")" * 50
+    assert ExpectRegex(nested).pattern == re.compile(nested.encode())
+    assert Expect(re.compile(nested)).pattern == re.compile(nested.encode())
+
+
+def test_expect_of_a_str_regex_too_deep_to_recompile_as_bytes_is_a_value_error() -> None:
+    # re parses recursively, so a str pattern that compiles here can pass the recursion
+    # limit when Expect compiles it again as bytes further down the stack.
+    def nested(depth: int) -> str:
+        return "(" * depth + ")" * depth
+
+    depth = 1
+    while True:  # the deepest nesting that still compiles at this depth
+        try:
+            pattern = re.compile(nested(depth + 1))
+        except RecursionError:
+            break
+        depth += 1
+    pattern = re.compile(nested(depth))
+
+    def further_down(frames: int) -> Expect:
+        return further_down(frames - 1) if frames else Expect(pattern)
+
+    with pytest.raises(ValueError, match=r"cannot be used on bytes: groups nested too deeply"):
+        further_down(100)
 
 
 # ---------------------------------------------------------------------------

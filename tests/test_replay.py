@@ -618,6 +618,10 @@ def test_any_bytes_survive_writing_and_reading(turns: list[tuple[bool, bytes]]) 
         ('client: ""\n', 1, "client: data must not be empty"),
         ('expect ""\n', 1, "Expect.*would match nothing"),
         ('expect regex "(unclosed"\n', 1, "invalid regex"),
+        ('read\nexpect regex "a{99999999999}"\n', 2,
+         r"invalid regex b'a\{99999999999\}': the repetition number is too large"),
+        ('expect regex "' + "(" * 1000 + ")" * 1000 + '"\n', 1,
+         "invalid regex .* nested too deeply"),
         ("expect regex GET\n", 1, "needs a quoted pattern"),
         ("connection\nread\nconnection 3\n", 3, "write 'connection 2'"),
         ("# only comments\n\n", 1, "the script has no steps"),
@@ -632,6 +636,12 @@ def test_bad_syntax_names_the_line(text: str, lineno: int, reason: str) -> None:
     if text.strip("#\n abcdefghijklmnopqrstuvwxyz"):
         assert error.line == text.splitlines()[lineno - 1]
         assert str(error).endswith("\n    " + error.line.strip())
+
+
+def test_regex_at_the_repeat_limit_of_re_is_a_step() -> None:
+    assert repr(parse_script('read\nexpect regex "a{4294967294}"\n')) == repr(
+        [RECEIVE, ExpectRegex(b"a{4294967294}")]
+    )
 
 
 def test_read_0_is_explained_in_script_file_words() -> None:

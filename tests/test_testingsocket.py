@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import doctest
 import errno
+import os
 import re
 import select
 import selectors
@@ -470,6 +471,126 @@ def test_exception_class_is_raised_as_a_new_instance(
     with pytest.raises(ConnectionResetError) as second:
         sock.send(b"x")
     assert first.value is not second.value
+
+
+# Each way of arming a fault, as a function that arms it on a socket and makes it fire.
+def _fire_send_cue(sock: TestingSocket, peer: socket.socket, exc: Any) -> None:
+    sock.break_on(b"QUIT", exc)
+    sock.sendall(b"QUIT\r\n")
+
+
+def _fire_seed_cue(sock: TestingSocket, peer: socket.socket, exc: Any) -> None:
+    sock.breakOn(b"QUIT", exc)
+    sock.sendall(b"QUIT\r\n")
+
+
+def _fire_receive_cue(sock: TestingSocket, peer: socket.socket, exc: Any) -> None:
+    sock.break_on_receive(b"-ERR", exc)
+    peer.sendall(b"-ERR\r\n")
+    read_exactly(sock, 6)
+
+
+def _fire_receive_limit(sock: TestingSocket, peer: socket.socket, exc: Any) -> None:
+    sock.break_receive_after(0, exc)
+    sock.recv(100)
+
+
+FIRE = [_fire_send_cue, _fire_seed_cue, _fire_receive_cue, _fire_receive_limit]
+KERNEL_ERRNO = [
+    (ConnectionResetError, errno.ECONNRESET),
+    (BrokenPipeError, errno.EPIPE),
+    (ConnectionAbortedError, errno.ECONNABORTED),
+    (ConnectionRefusedError, errno.ECONNREFUSED),
+    (BlockingIOError, errno.EAGAIN),
+    (InterruptedError, errno.EINTR),
+    (OSError, errno.EIO),
+]
+
+
+@pytest.mark.parametrize("fire", FIRE, ids=lambda f: f.__name__[6:])
+@pytest.mark.parametrize(("cls", "code"), KERNEL_ERRNO, ids=[c.__name__ for c, _ in KERNEL_ERRNO])
+def test_oserror_class_is_raised_with_the_errno_and_message_a_kernel_gives(
+    pair: tuple[TestingSocket, socket.socket],
+    fire: Callable[..., None],
+    cls: type[OSError],
+    code: int,
+) -> None:
+    sock, peer = pair
+    with pytest.raises(OSError) as caught:
+        fire(sock, peer, cls)
+    raised = caught.value
+    assert type(raised) is cls
+    assert type(OSError(code, os.strerror(code))) is cls  # what the C socket code raises
+    assert (raised.errno, raised.strerror) == (code, os.strerror(code))
+    assert raised.args == (code, os.strerror(code))
+    assert str(raised) == f"[Errno {code}] {os.strerror(code)}"
+
+
+@pytest.mark.parametrize("fire", FIRE, ids=lambda f: f.__name__[6:])
+@pytest.mark.parametrize("cls", [TimeoutError, socket.timeout], ids=["TimeoutError", "timeout"])
+def test_timeout_class_is_raised_as_a_socket_timeout_is(
+    pair: tuple[TestingSocket, socket.socket],
+    fire: Callable[..., None],
+    cls: type[OSError],
+) -> None:
+    sock, peer = pair
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(0.001)
+        with pytest.raises(TimeoutError) as real:
+            left.recv(1)
+    with pytest.raises(TimeoutError) as caught:
+        fire(sock, peer, cls)
+    raised = caught.value
+    assert type(raised) is type(real.value)
+    assert (raised.args, raised.errno, str(raised)) == (
+        real.value.args, real.value.errno, str(real.value))
+
+
+def test_a_client_that_reads_the_errno_from_args_sees_a_reset(
+    pair: tuple[TestingSocket, socket.socket],
+) -> None:
+    def send_command(sock: socket.socket, command: bytes) -> str:
+        # What redis-py and other clients do: the errno is args[0], the message args[1].
+        try:
+            sock.sendall(command)
+        except OSError as e:
+            code = e.args[0]
+            return f"Error {errno.errorcode[code]} while writing to socket. {e.args[1]}."
+        return "sent"
+
+    sock, _ = pair
+    sock.break_on(b"QUIT", ConnectionResetError, once=True)
+    assert send_command(sock, b"QUIT\r\n") == (
+        "Error ECONNRESET while writing to socket. Connection reset by peer."
+    )
+    assert send_command(sock, b"QUIT\r\n") == "sent"
+
+
+@pytest.mark.parametrize("fire", FIRE, ids=lambda f: f.__name__[6:])
+def test_exception_instance_is_raised_unchanged(
+    pair: tuple[TestingSocket, socket.socket], fire: Callable[..., None]
+) -> None:
+    sock, peer = pair
+    reset = ConnectionResetError("no errno on purpose")
+    with pytest.raises(ConnectionResetError) as caught:
+        fire(sock, peer, reset)
+    assert caught.value is reset
+    assert (reset.args, reset.errno) == (("no errno on purpose",), None)
+
+
+@pytest.mark.parametrize("fire", FIRE, ids=lambda f: f.__name__[6:])
+@pytest.mark.parametrize("cls", [ValueError, ssl.SSLEOFError, socket.gaierror],
+                         ids=lambda c: c.__name__)
+def test_other_exception_classes_are_raised_without_arguments(
+    pair: tuple[TestingSocket, socket.socket],
+    fire: Callable[..., None],
+    cls: type[Exception],
+) -> None:
+    sock, peer = pair
+    with pytest.raises(cls) as caught:
+        fire(sock, peer, cls)
+    assert type(caught.value) is cls and caught.value.args == ()
 
 
 def test_repeated_firing_of_one_instance_does_not_grow_its_traceback(

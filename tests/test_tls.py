@@ -5,10 +5,12 @@ a client that breaks the handshake is a recorded failure, not a crash."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -358,6 +360,54 @@ def test_local_tls_removes_its_ca_file_on_close() -> None:
     certificates.close()  # twice is harmless
     assert not os.path.exists(certificates.ca_file)
     assert "closed" in repr(certificates)
+
+
+def test_local_tls_never_closed_removes_its_ca_file_when_collected() -> None:
+    pytest.importorskip("trustme")
+    certificates = LocalTLS()
+    ca_file = certificates.ca_file
+    assert os.path.isfile(ca_file)
+    del certificates
+    gc.collect()
+    assert not os.path.exists(ca_file)
+
+
+# The child forks before it exits: the fork's own exit must leave its parent's file alone.
+_NEVER_CLOSED = """
+import os, sys
+from embeddedserver import LocalTLS
+tls = LocalTLS()
+if hasattr(os, "fork"):
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)
+    os.waitpid(pid, 0)
+    assert os.path.isfile(tls.ca_file), "a forked child's exit removed the CA file"
+print(tls.ca_file)
+"""
+
+
+def test_local_tls_never_closed_removes_its_ca_file_at_interpreter_exit() -> None:
+    pytest.importorskip("trustme")
+    done = subprocess.run([sys.executable, "-c", _NEVER_CLOSED], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    ca_file = done.stdout.strip()
+    assert os.path.basename(ca_file).startswith("embeddedserver-ca-")
+    assert not os.path.exists(ca_file)
+
+
+def test_local_tls_closed_then_collected_leaves_no_file_and_no_error() -> None:
+    pytest.importorskip("trustme")
+    with LocalTLS() as certificates:
+        ca_file = certificates.ca_file
+    assert not os.path.exists(ca_file)
+    certificates.close()  # after __exit__: harmless
+    os.close(os.open(ca_file, os.O_CREAT | os.O_WRONLY))  # a new file that took the name
+    del certificates
+    gc.collect()
+    assert os.path.exists(ca_file)  # the closed one removed its file once, not this one
+    os.unlink(ca_file)
 
 
 def test_local_tls_for_other_names() -> None:
