@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import select
 import socket
 import sys
@@ -36,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _args
 from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
 from ._connection import Waker
 from ._listen import check_unix_path, open_listeners
@@ -53,6 +55,15 @@ _ServerT = TypeVar("_ServerT", bound="BaseServer")
 
 #: Linux wakes a thread blocked in accept() when another shuts the listener down.
 _SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
+
+
+def _compile_match(match: str) -> re.Pattern[str]:
+    if not isinstance(match, str):
+        raise TypeError(f"match must be a regex (str) for the failure message, not {match!r}")
+    try:
+        return re.compile(match)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise ValueError(f"match {match!r} is not a valid regex: {exc}") from None
 
 
 class BaseServer:
@@ -455,8 +466,79 @@ class BaseServer:
 
     def _record(self, failure: Failure) -> None:
         with self._lock:
-            self.errors.append(failure)
+            self._add_error_locked(failure)
         self._log.warning("%r: %s", self, failure.summary)
+
+    def _add_error_locked(self, failure: Failure) -> None:
+        """Add *failure* to ``errors`` and wake whoever waits for one; lock held."""
+        self.errors.append(failure)
+        if self._waiting:
+            assert self._changed is not None
+            self._changed.notify_all()
+
+    def assert_failed(
+        self,
+        kind: str | None = None,
+        *,
+        step: int | None = None,
+        match: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Failure:
+        """Assert that the client failed the script, for tests of clients that must make
+        a server fail (reject a bad certificate, refuse a malformed reply): wait up to
+        *timeout* seconds for a recorded failure of *kind* ('mismatch', 'timeout',
+        'closed', 'reset', 'error', ...), in step *step*, whose message matches the regex
+        *match* (each None: any). Return it and take it out of ``errors``, so that
+        ``check()`` and the end of the ``with`` block pass; raise AssertionError saying
+        what was expected and every failure that was recorded, if none matches.
+
+            with CommandServer([Expect(b"HELLO")], verbose=False) as server:
+                send_garbage_to(server.port)
+                server.assert_failed("mismatch", step=0, match="offset 0")
+        """
+        __tracebackhide__ = True
+        if kind is not None and not isinstance(kind, str):
+            raise TypeError(f"kind must be a failure kind such as 'mismatch', not {kind!r}")
+        if step is not None:
+            _args.count(step, "step", 0)
+        pattern = None if match is None else _compile_match(match)
+        _args.timeout(timeout)
+
+        def matching() -> Failure | None:
+            for failure in self.errors:
+                if kind is not None and failure.kind != kind:
+                    continue
+                if step is not None and failure.step_index != step:
+                    continue
+                if pattern is not None and not pattern.search(failure.message()):
+                    continue
+                return failure
+            return None
+
+        with self._lock:
+            self._wait_for(lambda: matching() is not None, timeout)
+            found = matching()
+            if found is not None:
+                self.errors.remove(found)
+                self._failure_taken(found)
+                return found
+            recorded = list(self.errors)
+        wanted = ", ".join(
+            part for part in (
+                f"kind {kind!r}" if kind is not None else "",
+                f"step {step}" if step is not None else "",
+                f"a message matching {match!r}" if match is not None else "",
+            ) if part
+        ) or "any failure"
+        seen = "\n\n".join(f"{n}) {f.message()}" for n, f in enumerate(recorded, 1))
+        raise AssertionError(
+            f"{self!r}: expected a failure ({wanted}) within {timeout:g} s; "
+            + (f"{plural(len(recorded), 'other failure')} recorded:\n\n{seen}" if recorded
+               else "the client made the server fail in no way (no failure recorded)")
+        )
+
+    def _failure_taken(self, failure: Failure) -> None:
+        """``assert_failed()`` took *failure* out of ``errors``; lock held."""
 
     # -- counting and waiting ----------------------------------------------------------
 

@@ -289,7 +289,7 @@ class TcpServer(BaseServer):
                 return
             failure = Failure("misuse", problem)
             if self._stopped:
-                self.errors.append(failure)  # reported here, at the line that added it
+                self._add_error_locked(failure)  # reported here, at the line that added it
             else:
                 self._record_failure(failure, reported=True)
         self._fail_test(self._report(failure))
@@ -333,7 +333,7 @@ class TcpServer(BaseServer):
         if self._failure is not None:
             return
         self._failure, self._reported, self._halted = failure, reported, True
-        self.errors.append(failure)
+        self._add_error_locked(failure)
         self._notify()
         if not self._stopped:  # after stop() the pipe is closed
             self._waker.wake()
@@ -383,6 +383,10 @@ class TcpServer(BaseServer):
             self._stopped = self._halted = True
             self._notify()
         super()._wake_all()
+
+    def _failure_taken(self, failure: Failure) -> None:
+        if failure is self._failure:
+            self._reported = True  # asserted: join() and close() do not report it again
 
     def _unfinished(self) -> Failure:
         """The failure of a plan stopped before its end: the step it stopped in and how

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import unittest
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from embeddedserver import (
     OneShotServer,
     RecordingProxy,
     TcpServer,
+    server_for_test,
 )
 from embeddedserver._runtime import BaseServer
 
@@ -42,6 +44,7 @@ class Adapter:
     """Makes servers of one class serve the PING/PONG conversation, and gives the verdict."""
 
     judges = True  # the class judges what the client sent
+    expect_step = 0  # the index of the step that expects b"PING"
 
     def __init__(self, server_class: type[BaseServer]) -> None:
         self.server_class = server_class
@@ -76,6 +79,7 @@ class Adapter:
 
 
 class TcpServerAdapter(Adapter):
+    expect_step = 1  # after expect_connect()
     def _make(self, timeout: float, **where: Any) -> BaseServer:
         server = TcpServer(timeout=timeout, **where)
         server.expect_connect()
@@ -250,3 +254,89 @@ def test_tls_a_correct_client_passes_and_a_wrong_one_fails(adapter: Adapter) -> 
                 adapter.verdict(bad)
     finally:
         local.close()
+
+
+# ---------------------------------------------------------------------------
+# asserting that the client made the server fail
+# ---------------------------------------------------------------------------
+
+
+def test_assert_failed_takes_the_failure_a_wrong_client_caused(adapter: Adapter) -> None:
+    if not adapter.judges:
+        pytest.skip("the proxy forwards what it gets: the server behind it judges")
+    server = adapter.make()
+    converse(connect(server), b"PONG")
+    failure = server.assert_failed("mismatch", step=adapter.expect_step, match=r"offset 1")
+    assert failure.kind == "mismatch" and failure.offset == 1
+    adapter.verdict(server)  # taken out of errors: the verdict passes
+
+
+def test_assert_failed_fails_when_the_client_was_right(adapter: Adapter) -> None:
+    if not adapter.judges:
+        pytest.skip("the proxy forwards what it gets: the server behind it judges")
+    server = adapter.make()
+    assert converse(connect(server), b"PING") == b"PONG"
+    server.wait_for_connections(1, CLIENT_TIMEOUT)
+    with pytest.raises(AssertionError, match=r"expected a failure \(kind 'mismatch'\) "
+                                             r"within 0.1 s; the client made the server fail "
+                                             r"in no way"):
+        server.assert_failed("mismatch", timeout=0.1)
+    adapter.verdict(server)
+
+
+def test_assert_failed_names_the_failures_that_did_not_match(adapter: Adapter) -> None:
+    if not adapter.judges:
+        pytest.skip("the proxy forwards what it gets: the server behind it judges")
+    server = adapter.make()
+    converse(connect(server), b"PONG")
+    server.wait_for_connections(1, CLIENT_TIMEOUT)
+    with pytest.raises(AssertionError) as info:
+        server.assert_failed("timeout", timeout=0.2)
+    message = str(info.value)
+    assert "expected a failure (kind 'timeout') within 0.2 s; 1 other failure recorded:" in message
+    assert "b'PONG'" in message and "offset 1" in message  # the mismatch that was recorded
+    with pytest.raises(AssertionError):  # still recorded: the verdict fails
+        adapter.verdict(server)
+
+
+def test_assert_failed_refuses_bad_arguments_where_they_are_given() -> None:
+    with CommandServer("x", verbose=False) as server:
+        with pytest.raises(TypeError, match=r"kind must be a failure kind"):
+            server.assert_failed(3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"match '\(' is not a valid regex"):
+            server.assert_failed(match="(")
+        with pytest.raises(ValueError, match=r"step must be an int >= 0, not -1"):
+            server.assert_failed(step=-1)
+
+
+def test_assert_failed_from_a_coroutine_through_a_thread() -> None:
+    async def main() -> None:
+        with CommandServer([Expect(b"PING")], verbose=False) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"PONG")
+            await reader.read()  # the server hangs up at the wrong byte
+            writer.close()
+            await writer.wait_closed()
+            failure = await asyncio.to_thread(server.assert_failed, "mismatch")
+            assert failure.offset == 1
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("asserted", [True, False])
+def test_assert_failed_in_a_unittest_case_decides_its_cleanup_check(asserted: bool) -> None:
+    class Case(unittest.TestCase):
+        def test_it(self) -> None:
+            server = server_for_test(self, [Expect(b"PING")], verbose=False)
+            converse(connect(server), b"PONG")
+            server.wait_for_connections(1, CLIENT_TIMEOUT)
+            if asserted:
+                server.assert_failed("mismatch", step=0)
+
+    result = unittest.TestResult()
+    Case("test_it").run(result)
+    if asserted:
+        assert result.wasSuccessful(), result.errors + result.failures
+    else:  # the cleanup's check() reports the wrong client
+        assert not result.wasSuccessful()
+        assert "offset 1" in str(result.errors + result.failures)
