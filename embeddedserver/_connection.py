@@ -143,6 +143,11 @@ class Connection:
         self.open = True
         self.ssl_context = ssl_context
         self._waker = waker
+        #: While the connection waits for its client: POLLIN (for bytes or EOF) or POLLOUT
+        #: (for room to send: the client does not read); else 0.
+        self.waiting_for = 0
+        #: Called when the connection starts waiting for the client, or None.
+        self.on_idle: Callable[[], None] | None = None
         #: None when nobody listens: then the texts are not even formatted.
         self._emit = runner.emit
         self._on_chunk = runner.on_chunk
@@ -197,6 +202,18 @@ class Connection:
             else:
                 poller.register(self.sock, mask)
             self._mask = mask
+        # Waiting for the client (to send, or to read what was sent): the server is settled
+        # here, unless bytes wait on the socket while it waits to read (a verdict looks at
+        # both: see servers.CommandServer._settle).
+        self.waiting_for = mask
+        if self.on_idle is not None:
+            self.on_idle()
+        try:
+            return self._poll_until(poller, deadline)
+        finally:
+            self.waiting_for = 0
+
+    def _poll_until(self, poller: select.poll, deadline: float | None) -> bool:
         while True:
             if deadline is None:
                 ms = None
@@ -224,6 +241,8 @@ class Connection:
         self._sleep_until(time.monotonic() + seconds)
 
     def _sleep_until(self, deadline: float) -> None:
+        if self.on_idle is not None:  # the server makes the client wait: settled too
+            self.on_idle()
         poller = self._wake_poller()
         while True:
             if poller.poll(poll_ms(deadline)):
@@ -241,6 +260,25 @@ class Connection:
             self._wake_poll = select.poll()
             self._wake_poll.register(self._waker.rfd, _IN)
         return self._wake_poll
+
+    @property
+    def settled(self) -> bool:
+        """True while the connection waits for its client and the client has not done it:
+        waiting to send, or waiting to read with nothing on the socket. Any thread may ask."""
+        mask = self.waiting_for
+        return bool(mask & _OUT) or (bool(mask & _IN) and not self.readable_now())
+
+    def readable_now(self) -> bool:
+        """True if bytes (or EOF, or an error) wait on the socket now: the client said
+        something the script has not read yet. Any thread may ask."""
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        poller = select.poll()
+        try:
+            poller.register(self.sock, _IN)
+        except (ValueError, OSError):  # closed meanwhile
+            return False
+        return bool(poller.poll(0))
 
     def _readable_now(self) -> bool:
         """True if a read would find bytes (or EOF, or an error) on the socket now."""
@@ -467,6 +505,8 @@ class Connection:
                 self._sleep_until(runner.deadline)
             elif action is _CALL:
                 assert runner.call is not None
+                if self.on_idle is not None:  # the user's step judges for itself
+                    self.on_idle()
                 self._nonblocking()
                 try:
                     runner.call(self)

@@ -320,6 +320,21 @@ class ScriptRunner:
         return self.record.ended or _ENDINGS.get(kind, "failed")
 
     @property
+    def step(self) -> Step | None:
+        """The step running or next to run, None past the end."""
+        return self.steps[self._index] if self._index < len(self.steps) else None
+
+    @property
+    def tls_pending(self) -> bool:
+        """True until TLS has started, on a connection that is to speak it."""
+        return self._tls_pending
+
+    @property
+    def finished(self) -> bool:
+        """True once the script ran to its end, or a step ended the connection."""
+        return self._final is not None or self._index >= len(self.steps)
+
+    @property
     def index(self) -> int:
         """The index (in failure messages) of the step running or next to run."""
         return self.first_index + self._index

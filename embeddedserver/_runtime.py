@@ -30,7 +30,6 @@ import os
 import re
 import select
 import socket
-import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -53,8 +52,6 @@ log = logging.getLogger(__name__)
 
 _ServerT = TypeVar("_ServerT", bound="BaseServer")
 
-#: Linux wakes a thread blocked in accept() when another shuts the listener down.
-_SHUTDOWN_WAKES_ACCEPT = sys.platform.startswith("linux")
 
 
 def _compile_match(match: str) -> re.Pattern[str]:
@@ -128,13 +125,6 @@ class BaseServer:
         self._where = format_address(unix_path if unix_path is not None else self.addresses[0])
         self._waker = Waker()
         self._kicker = Waker() if self._uses_kick else None
-        # (Not for a Unix socket: shutdown() is not known to wake its accept() everywhere.)
-        self._blocking_accept = (
-            _SHUTDOWN_WAKES_ACCEPT and unix_path is None and len(self._listeners) == 1
-            and self._kicker is None
-        )
-        if self._blocking_accept:
-            self._listeners[0].setblocking(True)
         self._thread_name = thread_name
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"{thread_name}:{self._where}", daemon=True
@@ -181,15 +171,29 @@ class BaseServer:
         tb: TracebackType | None,
     ) -> None:
         __tracebackhide__ = True
-        self.stop()
         if exc_type is None:
-            self.check()
-        elif exc is not None and self.errors and hasattr(exc, "add_note"):  # 3.11+
+            self.verdict()
+            return
+        self.stop()
+        if exc is not None and self.errors and hasattr(exc, "add_note"):  # 3.11+
             # The block's own error wins, but the recorded failures often explain it
             # (a client error caused by a step that failed): keep them in view.
             exc.add_note(self.failure_report())
 
     # -- lifecycle -------------------------------------------------------------------
+
+    def verdict(self) -> None:
+        """The end of a test: let the server finish what the client already sent, stop,
+        and ``check()``. The end of a ``with`` block, the fixtures' teardown and
+        ``server_for_test``'s cleanup call this; ``stop()`` alone judges nothing."""
+        __tracebackhide__ = True
+        self._settle()
+        self.stop()
+        self.check()
+
+    def _settle(self) -> None:
+        """Before the verdict: wait (bounded) until the server has run its scripts on
+        everything the clients already sent. A subclass's own; nothing by default."""
 
     def stop(self) -> None:
         """Stop serving: wake every thread, close every socket, join every thread.
@@ -231,20 +235,9 @@ class BaseServer:
         """Called after ``stop()`` from outside the server's threads has joined them."""
 
     def _wake_all(self) -> None:
-        """Tell every server thread to stop: set STOPPED, wake the waits on the pipe, and
-        end a blocking accept(): Linux wakes it with EINVAL when the listener is shut
-        down. That is done under the lock, so that the accept loop cannot close the
-        socket (and its descriptor be reused) in between."""
+        """Tell every server thread to stop: set STOPPED and wake the waits on the pipe."""
         self.STOPPED = True
         self._waker.wake()
-        if self._blocking_accept:
-            with self._lock:
-                listener = self._listeners[0]
-                if listener.fileno() >= 0:
-                    try:
-                        listener.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
 
     def _on_server_thread(self) -> bool:
         """True when called by this server's accept loop or one of its workers."""
@@ -266,23 +259,16 @@ class BaseServer:
             self._accept_loop_ended()
 
     def _accept_until_stopped(self) -> None:
-        # A blocking listener's accept() waits for the next client: take them all, one
-        # after another; a polled one gives what waits now (one at a time serving one).
-        every = self.concurrent or self._blocking_accept
         for listener in self._ready_listeners():
-            if self._take_all(listener, every=every):
+            if self._take_all(listener, every=self.concurrent):
                 return
 
     def _ready_listeners(self) -> Iterator[socket.socket]:
-        """The listeners as connections wait on them, until ``stop()``. With one listener
-        and no kick pipe to watch (Linux), the listener itself, at once: it is blocking,
-        its ``accept()`` waits, and ``stop()`` wakes it by shutting it down, one system call
-        a connection. Else the ones ``poll()`` finds ready with the wake-up pipe (and the
-        kick pipe, whose news go to ``_on_kick()``)."""
-        if self._blocking_accept:
-            while not self.STOPPED:
-                yield self._listeners[0]
-            return
+        """The listeners as connections wait on them, until ``stop()``: the ones ``poll()``
+        finds ready with the wake-up pipe (and the kick pipe, whose news go to
+        ``_on_kick()``). The wait is never a blocking ``accept()`` (one system call fewer a
+        connection): the verdict needs accept() done under ``_accepting``, which a blocked
+        accept() would hold for as long as no client comes."""
         poller = select.poll()
         by_fd = {s.fileno(): s for s in self._listeners}
         for fd in by_fd:
@@ -309,21 +295,15 @@ class BaseServer:
         """Accept from *listener*: every connection waiting in its backlog (a crowd
         arrives at once), or one (a server serving one at a time takes one per wake-up).
         True when the accept loop ends: the last connection ``max_connections`` allows
-        was taken, or ``stop()`` shut a blocking listener down."""
+        was taken."""
         while not self.STOPPED:
             # Accepting, counting and admitting happen under _accepting, so that a look
-            # at the backlog under that lock sees every client either waiting or admitted.
-            # (A blocking accept() holds it while it waits: only servers with a kick pipe
-            # look at the backlog from elsewhere, and their accept() never blocks.)
+            # at the backlog under that lock sees every client either waiting or counted.
             with self._accepting:
                 try:
                     sock, peer = listener.accept()
                 except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                     return False
-                except OSError:
-                    if self.STOPPED:  # stop() shut the blocking listener down
-                        return True
-                    raise
                 number, last = self._count()
                 admitted = self._admit(sock, peer, number)
             if not admitted:

@@ -350,6 +350,8 @@ class CommandServerFactory:
         backlog: int = ...,
         path: str | os.PathLike[str] | None = ...,
         on_event: Callable[[ConnectionRecord, Event], object] | None = ...,
+        settle: float = ...,
+        allow_unfinished: bool = ...,
     ) -> CommandServer: ...
 
     @overload
@@ -368,6 +370,8 @@ class CommandServerFactory:
         backlog: int = ...,
         path: str | os.PathLike[str] | None = ...,
         on_event: Callable[[ConnectionRecord, Event], object] | None = ...,
+        settle: float = ...,
+        allow_unfinished: bool = ...,
         loop: asyncio.AbstractEventLoop | None = ...,
         reader: asyncio.StreamReader | None = ...,
     ) -> _ServerT: ...
@@ -387,6 +391,8 @@ class CommandServerFactory:
         backlog: int = _args.DEFAULT,
         path: str | os.PathLike[str] | None = _args.DEFAULT,
         on_event: Callable[[ConnectionRecord, Event], object] | None = _args.DEFAULT,
+        settle: float = _args.DEFAULT,
+        allow_unfinished: bool = _args.DEFAULT,
         loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
         reader: asyncio.StreamReader | None = _args.DEFAULT,
     ) -> CommandServer:
@@ -398,21 +404,27 @@ class CommandServerFactory:
         server = server_class(commands, **_args.given(
             host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-            path=path, on_event=on_event, loop=loop, reader=reader,
+            path=path, on_event=on_event, settle=settle,
+            allow_unfinished=allow_unfinished, loop=loop, reader=reader,
         ))
         self.servers.append(server)
         return server
 
     def close(self, check: bool = True) -> str | None:
-        """Stop every server, then (with *check*) ``check()`` each: the failures, or None."""
-        for server in self.servers:
-            server.stop()
+        """With *check*, the verdict of every server (``verdict()``: settle, stop,
+        check): the failures, or None; without, just stop them."""
+        if not check:
+            self.stop()
+            return None
         reports = []
-        for server in self.servers if check else ():
-            try:
-                server.check()
-            except AssertionError as exc:
-                reports.append(str(exc))
+        try:
+            for server in self.servers:
+                try:
+                    server.verdict()
+                except AssertionError as exc:
+                    reports.append(str(exc))
+        finally:
+            self.stop()
         return "\n\n".join(reports) or None
 
     def stop(self) -> None:

@@ -27,20 +27,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import socket
 import ssl
+import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 from . import _args
-from ._args import DEFAULT_TIMEOUT
+from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
 from ._connection import RECV_SIZE, Connection, ServerStopped, StepFailed
 from ._runner import ScriptRunner
 from ._runtime import BaseServer
 from .record import ConnectionRecord, Event, Failure
 from .steps import (
     PerConnection,
+    ReadStep,
     Script,
     Step,
     compile_script,
@@ -68,6 +72,18 @@ _ServerT = TypeVar("_ServerT", bound="CommandServer")
 _AsyncT = TypeVar("_AsyncT", bound="AsyncioCommandServer")
 #: ``on_event(record, event)``: called with a connection's record and the event just added.
 _OnEvent: TypeAlias = Callable[[ConnectionRecord, Event], object]
+
+
+#: Seconds a verdict waits for a silent client whose script is not finished yet.
+SETTLE = 0.5
+#: Steps that wait for the client to give up, or make it wait, and the user's own steps
+#: (they judge for themselves): stopped there, a script is not unfinished.
+_GIVING_UP = frozenset({"hang", "delay", "drip", "call"})
+
+
+def _gives_up(runner: ScriptRunner) -> bool:
+    step = runner.step
+    return step is None or step.kind in _GIVING_UP
 
 
 class CommandServer(BaseServer):
@@ -118,6 +134,8 @@ class CommandServer(BaseServer):
         backlog: int = 128,
         path: str | os.PathLike[str] | None = None,
         on_event: _OnEvent | None = None,
+        settle: float = SETTLE,
+        allow_unfinished: bool = False,
     ) -> None:
         self.plan: PerConnection | None = None
         self.script: tuple[Step, ...] | None = None
@@ -137,7 +155,14 @@ class CommandServer(BaseServer):
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be a callable(record, event) or None, not {on_event!r}")
         self.on_event = on_event
+        #: Seconds the verdict waits for a silent client whose script is not finished.
+        self.settle = _args.duration(settle, "settle")
+        #: A script a client left unfinished (stopped in a read step) is no failure.
+        self.allow_unfinished = _args.flag(allow_unfinished, "allow_unfinished")
         self._rbuf: bytearray | None = None  # the accept thread's read buffer
+        self._live: dict[int, tuple[Connection, ScriptRunner]] = {}  # being served now
+        self._settling = False  # a verdict waits for the connections to settle
+        self._quiet = False  # ...and they did: the clients sent nothing more
         super().__init__(host=host, port=port, path=path, backlog=backlog,
                          concurrent=concurrent, max_connections=max_connections)
 
@@ -166,6 +191,8 @@ class CommandServer(BaseServer):
         ssl_context: ssl.SSLContext | None = _args.DEFAULT,
         backlog: int = _args.DEFAULT,
         on_event: _OnEvent | None = _args.DEFAULT,
+        settle: float = _args.DEFAULT,
+        allow_unfinished: bool = _args.DEFAULT,
     ) -> _ServerT:
         """Start a server running the script in a script file (``embeddedserver.scriptfile``
         describes the format; ``embeddedserver.replay.RecordingProxy`` records one).
@@ -181,7 +208,7 @@ class CommandServer(BaseServer):
         return cls._from_file(path, exact, keep_timing, _args.given(
             host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-            on_event=on_event,
+            on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
         ))
 
     @classmethod
@@ -225,6 +252,9 @@ class CommandServer(BaseServer):
                               on_chunk=self._got_chunk, tls=self.ssl_context is not None)
         conn = Connection(sock, peer, runner, self._waker, ssl_context=self.ssl_context,
                           rbuf=rbuf)
+        conn.on_idle = self._connection_idle
+        with self._lock:
+            self._live[number] = (conn, runner)
         try:
             if script is None:
                 raise StepFailed(Failure(
@@ -236,6 +266,11 @@ class CommandServer(BaseServer):
             conn.run()
         except ServerStopped:
             record.ended = record.ended or "stopped"
+            # A stop from the server's own thread (a Call step) was the script's will.
+            if not (self.allow_unfinished or runner.finished or self._stopped_inside):
+                unfinished = self._unfinished(runner, number, peer)
+                if unfinished is not None:
+                    self._record(unfinished)
         except StepFailed as exc:
             record.ended = runner.ending_after(exc.failure.kind)
             self._record(exc.failure)
@@ -247,7 +282,106 @@ class CommandServer(BaseServer):
             ))
         finally:
             conn.finish(record.ended or "server closed", tls_goodbye=False)
+            with self._lock:
+                self._live.pop(number, None)
             self._on_connection_end()
+
+    # -- the verdict: what the clients already sent is judged first ----------------
+
+    def _connection_idle(self) -> None:
+        """A connection waits for its client: news for a verdict waiting to settle."""
+        if self._settling:
+            with self._lock:
+                if self._changed is not None:
+                    self._changed.notify_all()
+
+    def _settle(self) -> None:
+        """Wait until every connection being served has run its script on what its
+        client sent: each is done, or waits for input that has not come (nothing on its
+        socket) and, if its script is unfinished, has waited ``settle`` seconds more."""
+        if self.STOPPED:
+            return
+        quiet_since: float | None = None
+        give_up_at = time.monotonic() + self.settle + JOIN_TIMEOUT
+        with self._lock:
+            self._settling = True
+            self._waiting += 1  # connections that end notify the condition
+            if self._changed is None:
+                self._changed = threading.Condition(self._lock)
+            try:
+                while True:
+                    # A look at the backlog and the count under _accepting sees every
+                    # client either waiting in the backlog or counted (the lock order is
+                    # _accepting, then _lock: let go of _lock for it).
+                    self._lock.release()
+                    try:
+                        with self._accepting:
+                            backlog, accepted = self._backlog_waiting(), self._accepted
+                    finally:
+                        self._lock.acquire()
+                    live = list(self._live.values())
+                    # Counted and not yet being served, or still in the listen backlog
+                    # with the accept thread free to take it: soon to be served.
+                    arriving = accepted - self._finished > len(live) or (
+                        (self.concurrent or not live) and backlog)
+                    if not live and not arriving:
+                        return
+                    # A step that waits for the client to give up (or makes it wait) is
+                    # settled whatever arrives; any other waits for what has not come.
+                    busy = arriving or not all(
+                        _gives_up(runner) or conn.settled for conn, runner in live)
+                    now = time.monotonic()
+                    if busy:
+                        quiet_since = None
+                        if now >= give_up_at:  # a client that never stops sending
+                            return
+                        self._changed.wait(min(give_up_at - now, max(self.settle, 0.05)))
+                        continue
+                    if all(_gives_up(runner) for _, runner in live):
+                        return  # each waits for its client to give up: nothing to judge
+                    if quiet_since is None:
+                        quiet_since = now
+                    left = quiet_since + self.settle - now
+                    if left <= 0:
+                        self._quiet = True
+                        return
+                    self._changed.wait(left)
+            finally:
+                self._waiting -= 1
+                self._settling = False
+
+    def _backlog_waiting(self) -> bool:
+        """True if a client waits in a listener's backlog (``_accepting`` held)."""
+        poller = select.poll()
+        for listener in self._listeners:
+            if listener.fileno() >= 0:
+                poller.register(listener, select.POLLIN)
+        return bool(poller.poll(0))
+
+    def _unfinished(self, runner: ScriptRunner, number: int, peer: Any) -> Failure | None:
+        """The failure of a script the server stopped in, or None for a step whose
+        meaning is to wait for the client to give up (Hang) or to make it wait."""
+        step = runner.step
+        if step is None or _gives_up(runner):
+            return None
+        if self._quiet:
+            why = f"the client sent nothing more in {self.settle:g} s"
+        else:
+            why = "stop() came while it waited"
+        if runner.tls_pending:
+            what = "the client's side of the TLS handshake"
+        elif isinstance(step, ReadStep):
+            what = step.describe()
+        else:  # a send the client did not read
+            what = f"the client to read {step!r}"
+        return Failure(
+            "unfinished",
+            f"the script was not finished: {why} for {what} (allow_unfinished=True if "
+            "the client may leave it so)",
+            connection=number, peer=peer, step_index=runner.index, step=step,
+            script_length=len(runner.steps),
+            transcript=runner.record.render(tail=8, ending="stopped"),
+        )
 
     def _got_chunk(self, chunk: bytes) -> None:
         with self._lock:
@@ -311,6 +445,8 @@ class OneShotServer(CommandServer):
         backlog: int = 128,
         path: str | os.PathLike[str] | None = None,
         on_event: _OnEvent | None = None,
+        settle: float = SETTLE,
+        allow_unfinished: bool = False,
     ) -> None:
         if max_connections != 1:
             raise ValueError("OneShotServer serves one connection; use CommandServer "
@@ -318,7 +454,7 @@ class OneShotServer(CommandServer):
         super().__init__(
             commands, host, port, verbose=verbose, timeout=timeout, concurrent=concurrent,
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-            path=path, on_event=on_event,
+            path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
         )
 
 
@@ -349,6 +485,8 @@ class AsyncioCommandServer(CommandServer):
         backlog: int = 128,
         path: str | os.PathLike[str] | None = None,
         on_event: _OnEvent | None = None,
+        settle: float = SETTLE,
+        allow_unfinished: bool = False,
     ) -> None:
         if loop is None:
             try:
@@ -371,7 +509,7 @@ class AsyncioCommandServer(CommandServer):
         super().__init__(
             commands, host, port, verbose=verbose, timeout=timeout, concurrent=concurrent,
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-            path=path, on_event=on_event,
+            path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
         )
 
     @classmethod
@@ -392,12 +530,15 @@ class AsyncioCommandServer(CommandServer):
         ssl_context: ssl.SSLContext | None = _args.DEFAULT,
         backlog: int = _args.DEFAULT,
         on_event: _OnEvent | None = _args.DEFAULT,
+        settle: float = _args.DEFAULT,
+        allow_unfinished: bool = _args.DEFAULT,
     ) -> _AsyncT:
         """``CommandServer.from_file``, with this class's *loop* and *reader* as well."""
         return cls._from_file(path, exact, keep_timing, _args.given(
             loop=loop, reader=reader, host=host, port=port, verbose=verbose,
             timeout=timeout, concurrent=concurrent, max_connections=max_connections,
-            ssl_context=ssl_context, backlog=backlog, on_event=on_event,
+            ssl_context=ssl_context, backlog=backlog, on_event=on_event, settle=settle,
+            allow_unfinished=allow_unfinished,
         ))
 
     def _on_chunk(self, chunk: bytes) -> None:
@@ -451,6 +592,8 @@ def server_for_test(
     backlog: int = ...,
     path: str | os.PathLike[str] | None = ...,
     on_event: _OnEvent | None = ...,
+    settle: float = ...,
+    allow_unfinished: bool = ...,
 ) -> CommandServer: ...
 
 
@@ -470,6 +613,8 @@ def server_for_test(
     backlog: int = ...,
     path: str | os.PathLike[str] | None = ...,
     on_event: _OnEvent | None = ...,
+    settle: float = ...,
+    allow_unfinished: bool = ...,
     loop: asyncio.AbstractEventLoop | None = ...,
     reader: asyncio.StreamReader | None = ...,
 ) -> _ServerT: ...
@@ -490,6 +635,8 @@ def server_for_test(
     backlog: int = _args.DEFAULT,
     path: str | os.PathLike[str] | None = _args.DEFAULT,
     on_event: _OnEvent | None = _args.DEFAULT,
+    settle: float = _args.DEFAULT,
+    allow_unfinished: bool = _args.DEFAULT,
     loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
     reader: asyncio.StreamReader | None = _args.DEFAULT,
 ) -> CommandServer:
@@ -509,8 +656,8 @@ def server_for_test(
     server = server_class(commands, **_args.given(
         host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
         max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-        path=path, on_event=on_event, loop=loop, reader=reader,
+        path=path, on_event=on_event, settle=settle,
+            allow_unfinished=allow_unfinished, loop=loop, reader=reader,
     ))
-    add_cleanup(server.check)  # cleanups run last-in first-out: stop, then check
-    add_cleanup(server.stop)
+    add_cleanup(server.verdict)  # settle, stop, check
     return server

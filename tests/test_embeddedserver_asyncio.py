@@ -146,6 +146,7 @@ async def test_stop_with_a_connected_client_feeds_eof() -> None:
     finally:
         writer.close()
         await writer.wait_closed()
+    srvr.assert_failed("unfinished", step=0, timeout=0.1)  # the client never sent a byte
     srvr.check()
 
 

@@ -255,6 +255,7 @@ def test_stop_with_an_idle_client_is_prompt(make_server: MakeServer) -> None:
         srvr.stop()
         assert read_to_eof(sock) == b""
     assert not srvr._thread.is_alive()
+    srvr.assert_failed("unfinished", step=0, timeout=0.1)  # the client never sent a byte
     srvr.check()
     assert srvr.connections[0].ended == "stopped"
 

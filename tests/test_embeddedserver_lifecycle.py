@@ -88,6 +88,9 @@ def test_stop_with_an_idle_client_connected(concurrent: bool) -> None:
         srvr.stop()
         assert_fully_stopped(srvr)
         assert read_to_eof(sock) == b""
+    # The client never sent its request: the script it left waiting is reported.
+    srvr.assert_failed("unfinished", step=0, match=r"stop\(\) came while it waited for any "
+                                                    r"bytes", timeout=0.1)
     srvr.check()
     assert srvr.connections[0].ended == "stopped"
 
@@ -99,6 +102,8 @@ def test_stop_while_blocked_sending_to_a_client_that_never_reads() -> None:
         assert reached.wait(CLIENT_TIMEOUT)
         srvr.stop()
         assert_fully_stopped(srvr)
+    # The client never read the reply: the send it left waiting is reported.
+    srvr.assert_failed("unfinished", step=1, match=r"for the client to read", timeout=0.1)
     srvr.check()
     assert srvr.connections[0].ended == "stopped"
 

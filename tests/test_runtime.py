@@ -68,8 +68,7 @@ class Adapter:
 
     def verdict(self, server: BaseServer) -> None:
         """Stop *server* and raise AssertionError if the client was wrong."""
-        server.stop()
-        server.check()
+        server.verdict()
 
     def close(self) -> None:
         for server in [*self.servers, *self.upstreams]:
@@ -108,8 +107,7 @@ class ProxyAdapter(Adapter):
     def verdict(self, server: BaseServer) -> None:
         server.stop()
         for upstream in self.upstreams:
-            upstream.stop()
-            upstream.check()
+            upstream.verdict()
 
 
 ADAPTERS = {

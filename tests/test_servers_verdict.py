@@ -1,0 +1,154 @@
+"""A pass must be earned: the verdict judges what the client already sent, and what it left.
+
+The end of a ``with`` block (``verdict()``: settle, stop, check) lets the server run its
+script on every byte a client delivered before the block ended, so a wrong client fails
+every time, however close to the end it sent; a script a client left waiting in a read step
+fails after the settle period, naming the step; a correct client passes, every time. Each
+wrong client has its twin, run in the same loop, that passes.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+import pytest
+
+from embeddedserver import (
+    RECEIVE,
+    CommandServer,
+    Delay,
+    Expect,
+    ExpectClose,
+    Hang,
+    OneShotServer,
+    ReadLine,
+)
+
+CLIENT_TIMEOUT = 10.0
+ROUNDS = 200
+
+MakeServer = Callable[..., CommandServer]
+SERVER_CLASSES = {
+    "CommandServer": CommandServer,
+    "OneShotServer": OneShotServer,
+    "concurrent": lambda *a, **k: CommandServer(*a, concurrent=True, **k),
+}
+
+
+@pytest.fixture(params=list(SERVER_CLASSES))
+def make(request: pytest.FixtureRequest) -> MakeServer:
+    server_class = SERVER_CLASSES[request.param]
+
+    def make_server(script: object, **kwargs: object) -> CommandServer:
+        kwargs.setdefault("verbose", False)
+        kwargs.setdefault("timeout", 60)
+        return server_class(script, **kwargs)  # type: ignore[no-any-return]
+
+    return make_server
+
+
+def send_and_close(port: int, data: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(data)
+
+
+# ---------------------------------------------------------------------------
+# bytes already delivered are judged before the verdict
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_wrong_bytes_sent_just_before_the_end_always_fail(make: MakeServer, round_: int) -> None:
+    with pytest.raises(AssertionError, match=r"offset 3"):
+        with make([Expect(b"HELLO")]) as srvr:
+            send_and_close(srvr.port, b"HELXO")  # and the block ends at once
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_right_bytes_sent_just_before_the_end_always_pass(make: MakeServer, round_: int) -> None:
+    with make([Expect(b"HELLO")]) as srvr:
+        send_and_close(srvr.port, b"HELLO")
+    assert srvr.errors == []
+
+
+# ---------------------------------------------------------------------------
+# a script left waiting is a failure, naming the step
+# ---------------------------------------------------------------------------
+
+
+def _ping_then(port: int, last: bytes | None) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT)
+    sock.sendall(b"PING\r\n")
+    assert sock.recv(6, socket.MSG_WAITALL) == b"PONG\r\n"
+    if last is not None:
+        sock.sendall(last)
+    return sock  # kept open, as a connection pool keeps it
+
+
+SCRIPT = [Expect(b"PING\r\n"), b"PONG\r\n", Expect(b"QUIT\r\n")]
+
+
+def test_a_client_that_never_sends_the_last_request_fails(make: MakeServer) -> None:
+    with pytest.raises(AssertionError) as info:
+        with make(SCRIPT, settle=0.2) as srvr:
+            sock = _ping_then(srvr.port, None)
+    sock.close()
+    message = str(info.value)
+    assert "connection #1 from 127.0.0.1:" in message
+    assert "step 2 of 3: Expect(b'QUIT\\r\\n')" in message
+    assert "the script was not finished: the client sent nothing more in 0.2 s" in message
+
+
+@pytest.mark.parametrize("round_", range(20))
+def test_a_client_that_sends_the_last_request_and_stays_connected_passes(
+    make: MakeServer, round_: int
+) -> None:
+    with make(SCRIPT, settle=0.2) as srvr:
+        sock = _ping_then(srvr.port, b"QUIT\r\n")
+    sock.close()
+    assert srvr.errors == []
+
+
+def test_allow_unfinished_lets_a_client_leave_the_script_waiting(make: MakeServer) -> None:
+    with make(SCRIPT, settle=0.2, allow_unfinished=True) as srvr:
+        sock = _ping_then(srvr.port, None)
+    sock.close()
+    assert srvr.connections[0].ended == "stopped"
+
+
+@pytest.mark.parametrize("waiting", [Hang(), Delay(600), Hang(600)], ids=repr)
+def test_a_step_that_waits_for_the_client_to_give_up_is_no_failure(
+    make: MakeServer, waiting: object
+) -> None:
+    with make([RECEIVE, waiting, b"never"], settle=30) as srvr:
+        sock = socket.create_connection(("127.0.0.1", srvr.port), timeout=CLIENT_TIMEOUT)
+        sock.sendall(b"hi")
+        srvr.wait_for_connections(1, finished=False)
+    sock.close()  # settle=30 was not waited: nothing to judge in a Hang or a Delay
+    assert srvr.errors == []
+
+
+def test_a_settled_correct_conversation_costs_no_settle_time(make: MakeServer) -> None:
+    # settle=600: a correct client that finished its script is judged without waiting.
+    with make([ReadLine(), b"ok\n", ExpectClose()], settle=600) as srvr:
+        with socket.create_connection(("127.0.0.1", srvr.port), timeout=CLIENT_TIMEOUT) as s:
+            s.sendall(b"hello\n")
+            assert s.recv(3, socket.MSG_WAITALL) == b"ok\n"
+    assert srvr.errors == []
+
+
+def test_stop_alone_stays_silent_and_check_reports_what_it_cut_short() -> None:
+    srvr = CommandServer(SCRIPT, verbose=False, timeout=60)
+    sock = _ping_then(srvr.port, None)
+    srvr.stop()  # instant, raises nothing
+    sock.close()
+    with pytest.raises(AssertionError, match=r"step 2 of 3: .*stop\(\) came while it waited"):
+        srvr.check()
+
+
+def test_settle_is_checked_where_it_is_given() -> None:
+    with pytest.raises(ValueError, match=r"settle must be a number of seconds >= 0, not -1"):
+        CommandServer("x", settle=-1, verbose=False)
+    with pytest.raises(TypeError, match=r"allow_unfinished must be True or False, not 'yes'"):
+        CommandServer("x", allow_unfinished="yes", verbose=False)  # type: ignore[arg-type]
