@@ -30,9 +30,12 @@ from .scriptfile import (
     save_script,
 )
 from .servers import (
+    AT_LEAST_ONE,
+    SETTLE,
     AsyncioCommandServer,
     CommandServer,
     OneShotServer,
+    at_least,
     server_for_test,
 )
 from .steps import (
@@ -77,11 +80,13 @@ from .tls import (
 )
 
 __all__ = [
+    "AT_LEAST_ONE",
     "DEFAULT_TIMEOUT",
     "FORMAT_HEADER",
     "JOIN_TIMEOUT",
     "PLAINTEXT_REPLY",
     "RECEIVE",
+    "SETTLE",
     "TCPSERVER_TIMEOUT",
     "TLS_HOSTNAMES",
     "AbortHandshake",
@@ -131,6 +136,7 @@ __all__ = [
     "StepFailed",
     "TcpServer",
     "TcpServerFactory",
+    "at_least",
     "compile_script",
     "describe_steps",
     "format_script",

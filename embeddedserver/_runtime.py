@@ -418,12 +418,20 @@ class BaseServer:
     # -- results ---------------------------------------------------------------------
 
     def check(self) -> None:
-        """Raise AssertionError describing every failure recorded so far, if any."""
+        """Raise AssertionError describing every failure recorded so far, if any; once the
+        server has stopped, also a count of connections the test did not expect."""
         __tracebackhide__ = True
         with self._lock:
             errors = list(self.errors)
+            if self.STOPPED:
+                errors += self._count_failures()
         if errors:
             raise AssertionError(self.failure_report(errors))
+
+    def _count_failures(self) -> list[Failure]:
+        """At the verdict: the connections counted against what the test expects (lock
+        held). None expected of anything by default."""
+        return []
 
     def failure_report(self, errors: Sequence[Failure] | None = None) -> str:
         """The text ``check()`` raises with."""

@@ -352,6 +352,7 @@ class CommandServerFactory:
         on_event: Callable[[ConnectionRecord, Event], object] | None = ...,
         settle: float = ...,
         allow_unfinished: bool = ...,
+        expect_connections: int | range | None = ...,
     ) -> CommandServer: ...
 
     @overload
@@ -372,6 +373,7 @@ class CommandServerFactory:
         on_event: Callable[[ConnectionRecord, Event], object] | None = ...,
         settle: float = ...,
         allow_unfinished: bool = ...,
+        expect_connections: int | range | None = ...,
         loop: asyncio.AbstractEventLoop | None = ...,
         reader: asyncio.StreamReader | None = ...,
     ) -> _ServerT: ...
@@ -393,6 +395,7 @@ class CommandServerFactory:
         on_event: Callable[[ConnectionRecord, Event], object] | None = _args.DEFAULT,
         settle: float = _args.DEFAULT,
         allow_unfinished: bool = _args.DEFAULT,
+        expect_connections: int | range | None = _args.DEFAULT,
         loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
         reader: asyncio.StreamReader | None = _args.DEFAULT,
     ) -> CommandServer:
@@ -404,8 +407,8 @@ class CommandServerFactory:
         server = server_class(commands, **_args.given(
             host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-            path=path, on_event=on_event, settle=settle,
-            allow_unfinished=allow_unfinished, loop=loop, reader=reader,
+            path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
+        expect_connections=expect_connections, loop=loop, reader=reader,
         ))
         self.servers.append(server)
         return server

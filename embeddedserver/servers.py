@@ -41,6 +41,7 @@ from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
 from ._connection import RECV_SIZE, Connection, ServerStopped, StepFailed
 from ._runner import ScriptRunner
 from ._runtime import BaseServer
+from ._text import plural
 from .record import ConnectionRecord, Event, Failure
 from .steps import (
     PerConnection,
@@ -54,9 +55,12 @@ if TYPE_CHECKING:
     import unittest
 
 __all__ = [
+    "AT_LEAST_ONE",
+    "SETTLE",
     "AsyncioCommandServer",
     "CommandServer",
     "OneShotServer",
+    "at_least",
     "server_for_test",
 ]
 
@@ -76,6 +80,35 @@ _OnEvent: TypeAlias = Callable[[ConnectionRecord, Event], object]
 
 #: Seconds a verdict waits for a silent client whose script is not finished yet.
 SETTLE = 0.5
+_MANY = 2**62
+#: ``expect_connections=`` by default: at least one client must connect.
+AT_LEAST_ONE = range(1, _MANY)
+
+
+def at_least(n: int) -> range:
+    """``expect_connections=at_least(n)``: the verdict wants n or more clients.
+
+    >>> 3 in at_least(2), 1 in at_least(2)
+    (True, False)
+    """
+    return range(_args.count(n, "at_least()", 0), _MANY)
+
+
+def _check_expected(value: object) -> range | None:
+    """``expect_connections=``: an int N >= 0 (exactly N), a range of counts
+    (``at_least(2)``, ``range(1, 4)``), or None (any number, none included)."""
+    if value is None:
+        return None
+    if isinstance(value, range):
+        if value.step != 1 or value.start < 0 or len(value) == 0:
+            raise ValueError(f"expect_connections must be a non-empty range of counts >= 0 "
+                             f"with step 1, not {value!r}")
+        return value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expect_connections must be an int >= 0, a range such as "
+                        f"at_least(1), or None, not {value!r}")
+    count = _args.count(value, "expect_connections", 0)
+    return range(count, count + 1)
 #: Steps that wait for the client to give up, or make it wait, and the user's own steps
 #: (they judge for themselves): stopped there, a script is not unfinished.
 _GIVING_UP = frozenset({"hang", "delay", "drip", "call"})
@@ -136,6 +169,7 @@ class CommandServer(BaseServer):
         on_event: _OnEvent | None = None,
         settle: float = SETTLE,
         allow_unfinished: bool = False,
+        expect_connections: int | range | None = AT_LEAST_ONE,
     ) -> None:
         self.plan: PerConnection | None = None
         self.script: tuple[Step, ...] | None = None
@@ -159,6 +193,9 @@ class CommandServer(BaseServer):
         self.settle = _args.duration(settle, "settle")
         #: A script a client left unfinished (stopped in a read step) is no failure.
         self.allow_unfinished = _args.flag(allow_unfinished, "allow_unfinished")
+        #: How many connections the verdict expects: exactly an int, a range, or None for
+        #: any number (none included). By default at least one.
+        self.expect_connections = _check_expected(expect_connections)
         self._rbuf: bytearray | None = None  # the accept thread's read buffer
         self._live: dict[int, tuple[Connection, ScriptRunner]] = {}  # being served now
         self._settling = False  # a verdict waits for the connections to settle
@@ -193,6 +230,7 @@ class CommandServer(BaseServer):
         on_event: _OnEvent | None = _args.DEFAULT,
         settle: float = _args.DEFAULT,
         allow_unfinished: bool = _args.DEFAULT,
+        expect_connections: int | range | None = _args.DEFAULT,
     ) -> _ServerT:
         """Start a server running the script in a script file (``embeddedserver.scriptfile``
         describes the format; ``embeddedserver.replay.RecordingProxy`` records one).
@@ -209,6 +247,7 @@ class CommandServer(BaseServer):
             host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
             on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
+            expect_connections=expect_connections,
         ))
 
     @classmethod
@@ -350,6 +389,27 @@ class CommandServer(BaseServer):
                 self._waiting -= 1
                 self._settling = False
 
+    def _count_failures(self) -> list[Failure]:
+        expected, count = self.expect_connections, self._accepted
+        if expected is None or count in expected:
+            return []
+        if count == 0:
+            said = "no client connected"
+        else:
+            said = f"{plural(count, 'client')} connected"
+        if expected.stop - expected.start == 1:
+            wanted = f"exactly {expected.start}"
+        elif expected.stop >= _MANY:
+            wanted = f"at least {expected.start}"
+        else:
+            wanted = f"{expected.start} to {expected.stop - 1}"
+        hint = ("expect_connections=0 says none should; None, any number"
+                if count == 0 else "expect_connections= says how many should")
+        return [Failure(
+            "connections",
+            f"{said} to the server, which expected {wanted} ({hint})",
+        )]
+
     def _backlog_waiting(self) -> bool:
         """True if a client waits in a listener's backlog (``_accepting`` held)."""
         poller = select.poll()
@@ -447,6 +507,7 @@ class OneShotServer(CommandServer):
         on_event: _OnEvent | None = None,
         settle: float = SETTLE,
         allow_unfinished: bool = False,
+        expect_connections: int | range | None = AT_LEAST_ONE,
     ) -> None:
         if max_connections != 1:
             raise ValueError("OneShotServer serves one connection; use CommandServer "
@@ -455,6 +516,7 @@ class OneShotServer(CommandServer):
             commands, host, port, verbose=verbose, timeout=timeout, concurrent=concurrent,
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
             path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
+            expect_connections=expect_connections,
         )
 
 
@@ -487,6 +549,7 @@ class AsyncioCommandServer(CommandServer):
         on_event: _OnEvent | None = None,
         settle: float = SETTLE,
         allow_unfinished: bool = False,
+        expect_connections: int | range | None = AT_LEAST_ONE,
     ) -> None:
         if loop is None:
             try:
@@ -510,6 +573,7 @@ class AsyncioCommandServer(CommandServer):
             commands, host, port, verbose=verbose, timeout=timeout, concurrent=concurrent,
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
             path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
+            expect_connections=expect_connections,
         )
 
     @classmethod
@@ -532,13 +596,14 @@ class AsyncioCommandServer(CommandServer):
         on_event: _OnEvent | None = _args.DEFAULT,
         settle: float = _args.DEFAULT,
         allow_unfinished: bool = _args.DEFAULT,
+        expect_connections: int | range | None = _args.DEFAULT,
     ) -> _AsyncT:
         """``CommandServer.from_file``, with this class's *loop* and *reader* as well."""
         return cls._from_file(path, exact, keep_timing, _args.given(
             loop=loop, reader=reader, host=host, port=port, verbose=verbose,
             timeout=timeout, concurrent=concurrent, max_connections=max_connections,
             ssl_context=ssl_context, backlog=backlog, on_event=on_event, settle=settle,
-            allow_unfinished=allow_unfinished,
+            allow_unfinished=allow_unfinished, expect_connections=expect_connections,
         ))
 
     def _on_chunk(self, chunk: bytes) -> None:
@@ -594,6 +659,7 @@ def server_for_test(
     on_event: _OnEvent | None = ...,
     settle: float = ...,
     allow_unfinished: bool = ...,
+    expect_connections: int | range | None = ...,
 ) -> CommandServer: ...
 
 
@@ -615,6 +681,7 @@ def server_for_test(
     on_event: _OnEvent | None = ...,
     settle: float = ...,
     allow_unfinished: bool = ...,
+    expect_connections: int | range | None = ...,
     loop: asyncio.AbstractEventLoop | None = ...,
     reader: asyncio.StreamReader | None = ...,
 ) -> _ServerT: ...
@@ -637,6 +704,7 @@ def server_for_test(
     on_event: _OnEvent | None = _args.DEFAULT,
     settle: float = _args.DEFAULT,
     allow_unfinished: bool = _args.DEFAULT,
+    expect_connections: int | range | None = _args.DEFAULT,
     loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
     reader: asyncio.StreamReader | None = _args.DEFAULT,
 ) -> CommandServer:
@@ -656,8 +724,8 @@ def server_for_test(
     server = server_class(commands, **_args.given(
         host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
         max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-        path=path, on_event=on_event, settle=settle,
-            allow_unfinished=allow_unfinished, loop=loop, reader=reader,
+        path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
+        expect_connections=expect_connections, loop=loop, reader=reader,
     ))
     add_cleanup(server.verdict)  # settle, stop, check
     return server

@@ -794,9 +794,11 @@ def test_transcript_before_any_connection() -> None:
 
 
 def test_transcript_of_stopped_connection_says_stopped() -> None:
-    with serving([RECEIVE, Hang()], timeout=LONG) as srvr, client(srvr) as sock:
+    hanging = threading.Event()
+    script = [RECEIVE, Call(lambda conn: hanging.set()), Hang()]
+    with serving(script, timeout=LONG) as srvr, client(srvr) as sock:
         sock.sendall(b"x")
-        srvr.wait_for_connections(1, finished=False)
+        assert hanging.wait(CLIENT_TIMEOUT)  # stopped in the Hang, not before the read
         srvr.stop()
         assert "[stopped]" in srvr.transcript()
     srvr.check()

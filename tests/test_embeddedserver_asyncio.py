@@ -152,7 +152,8 @@ async def test_stop_with_a_connected_client_feeds_eof() -> None:
 
 @pytest.mark.asyncio
 async def test_stop_without_any_connection_feeds_eof() -> None:
-    srvr = AsyncioCommandServer([RECEIVE, "never"], verbose=False, timeout=600)
+    srvr = AsyncioCommandServer([RECEIVE, "never"], verbose=False, timeout=600,
+                                expect_connections=0)
     waiting = asyncio.ensure_future(srvr.reader.read())  # a task already awaiting the end
     srvr.stop()
     assert await asyncio.wait_for(waiting, CLIENT_TIMEOUT) == b""
@@ -210,7 +211,8 @@ def test_the_loop_of_a_given_reader_is_used() -> None:
 
 def test_stop_with_a_closed_loop_and_no_connection_is_quiet() -> None:
     loop = asyncio.new_event_loop()
-    srvr = AsyncioCommandServer([RECEIVE, "pong"], loop=loop, verbose=False)
+    srvr = AsyncioCommandServer([RECEIVE, "pong"], loop=loop, verbose=False,
+                                expect_connections=0)
     loop.close()
     srvr.stop()  # EOF cannot be fed on a closed loop: nobody can be reading
     srvr.check()
@@ -264,7 +266,8 @@ def test_asyncio_server_takes_the_common_arguments() -> None:
     try:
         with pytest.raises(ValueError, match="port"):
             AsyncioCommandServer("x", loop=loop, port=-1, verbose=False)
-        with AsyncioCommandServer("x", loop=loop, host="localhost", verbose=False) as srvr:
+        with AsyncioCommandServer("x", loop=loop, host="localhost", verbose=False,
+                                  expect_connections=0) as srvr:
             assert srvr.host == "localhost"
     finally:
         loop.close()

@@ -74,7 +74,7 @@ def started_step() -> tuple[threading.Event, Call]:
 
 
 def test_stop_before_any_connection() -> None:
-    srvr = CommandServer([RECEIVE, "x"], verbose=False)
+    srvr = CommandServer([RECEIVE, "x"], verbose=False, expect_connections=0)
     srvr.stop()
     assert_fully_stopped(srvr)
     srvr.check()
@@ -123,7 +123,7 @@ def test_stop_inside_a_waiting_step(step: Any) -> None:
 
 
 def test_stop_twice_and_check_after_stop() -> None:
-    srvr = CommandServer("x", verbose=False)
+    srvr = CommandServer("x", verbose=False, expect_connections=0)
     srvr.stop()
     srvr.stop()
     srvr.check()
@@ -205,8 +205,10 @@ def test_200_servers_leave_no_thread_or_descriptor_behind() -> None:
     fds_before = _fd_count()
     for n in range(200):
         host = "localhost" if n % 2 else "127.0.0.1"
-        with CommandServer([ReadLine(), "ok"], host=host, verbose=False) as srvr:
-            if n % 10 == 0:
+        served = n % 10 == 0
+        with CommandServer([ReadLine(), "ok"], host=host, verbose=False,
+                           expect_connections=int(served)) as srvr:
+            if served:
                 with client(srvr.port) as sock:
                     sock.sendall(b"hi\n")
                     assert read_to_eof(sock) == b"ok"
@@ -300,7 +302,8 @@ def test_server_for_test_fails_the_testcase_of_a_bad_client() -> None:
 def test_server_for_test_with_another_class_and_bad_testcase() -> None:
     class Case(unittest.TestCase):
         def test_it(self) -> None:
-            server = server_for_test(self, "x", OneShotServer, verbose=False)
+            server = server_for_test(self, "x", OneShotServer, verbose=False,
+                                     expect_connections=0)
             self.assertIsInstance(server, OneShotServer)
 
     assert _run_testcase(Case).wasSuccessful()
@@ -352,7 +355,7 @@ def test_per_connection_plan_without_fallback_fails_an_extra_connection() -> Non
 
 
 def test_wait_for_connections_times_out_saying_how_many() -> None:
-    with CommandServer("x", verbose=False) as srvr:
+    with CommandServer("x", verbose=False, expect_connections=0) as srvr:
         with pytest.raises(TimeoutError, match=r"0 of 1 connections finished within 0\.1 s"):
             srvr.wait_for_connections(1, timeout=0.1)
         with pytest.raises(TimeoutError, match="0 of 2 connections accepted"):
@@ -377,7 +380,7 @@ def test_wait_idle_waits_for_the_connection_in_progress() -> None:
 
 
 def test_default_address_is_loopback_with_an_ephemeral_port() -> None:
-    with CommandServer("x", verbose=False) as srvr:
+    with CommandServer("x", verbose=False, expect_connections=0) as srvr:
         assert srvr.host == "127.0.0.1"
         assert srvr.port > 0
         assert srvr.addresses == [("127.0.0.1", srvr.port)]
@@ -422,7 +425,7 @@ def test_an_explicit_port_is_used() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with CommandServer("ok", port=port, verbose=False) as srvr:
+    with CommandServer("ok", port=port, verbose=False, expect_connections=0) as srvr:
         assert srvr.port == port
 
 

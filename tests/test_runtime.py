@@ -298,7 +298,7 @@ def test_assert_failed_names_the_failures_that_did_not_match(adapter: Adapter) -
 
 
 def test_assert_failed_refuses_bad_arguments_where_they_are_given() -> None:
-    with CommandServer("x", verbose=False) as server:
+    with CommandServer("x", verbose=False, expect_connections=0) as server:
         with pytest.raises(TypeError, match=r"kind must be a failure kind"):
             server.assert_failed(3)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match=r"match '\(' is not a valid regex"):

@@ -9,6 +9,7 @@ wrong client has its twin, run in the same loop, that passes.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 
@@ -23,6 +24,7 @@ from embeddedserver import (
     Hang,
     OneShotServer,
     ReadLine,
+    at_least,
 )
 
 CLIENT_TIMEOUT = 10.0
@@ -152,3 +154,63 @@ def test_settle_is_checked_where_it_is_given() -> None:
         CommandServer("x", settle=-1, verbose=False)
     with pytest.raises(TypeError, match=r"allow_unfinished must be True or False, not 'yes'"):
         CommandServer("x", allow_unfinished="yes", verbose=False)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------
+# connections are counted
+# ---------------------------------------------------------------------------
+
+
+def test_a_server_no_client_reached_fails(make: MakeServer) -> None:
+    with pytest.raises(AssertionError, match=r"no client connected to the server, which "
+                                             r"expected at least 1 \(expect_connections=0"):
+        with make([RECEIVE, b"hi"]):
+            pass
+
+
+def test_a_server_a_client_reached_passes(make: MakeServer) -> None:
+    with make([RECEIVE, b"hi"]) as srvr:
+        send_and_close(srvr.port, b"x")
+
+
+def test_expect_connections_zero_passes_with_none_and_fails_with_one() -> None:
+    with CommandServer([RECEIVE], verbose=False, expect_connections=0):
+        pass
+    with pytest.raises(AssertionError, match=r"1 client connected to the server, which "
+                                             r"expected exactly 0"):
+        with CommandServer([RECEIVE], verbose=False, expect_connections=0) as srvr:
+            send_and_close(srvr.port, b"x")
+
+
+@pytest.mark.parametrize(("expected", "clients", "ok"), [
+    (2, 2, True), (2, 1, False), (2, 3, False),
+    (at_least(2), 3, True), (at_least(2), 1, False), (range(1, 3), 2, True),
+    (None, 0, True), (None, 2, True),
+])
+def test_expect_connections_counts_exactly_at_least_or_any(
+    expected: int | range | None, clients: int, ok: bool
+) -> None:
+    srvr = CommandServer([RECEIVE], verbose=False, concurrent=True,
+                         expect_connections=expected)
+    for _ in range(clients):
+        send_and_close(srvr.port, b"x")
+    srvr.wait_for_connections(clients, CLIENT_TIMEOUT)
+    if ok:
+        srvr.verdict()
+    else:
+        with pytest.raises(AssertionError, match=rf"{'no client' if not clients else clients}"
+                                                 r".* connected to the server, which expected"):
+            srvr.verdict()
+
+
+@pytest.mark.parametrize(("value", "error", "words"), [
+    (-1, ValueError, "expect_connections must be an int >= 0, not -1"),
+    ("2", TypeError, "expect_connections must be an int >= 0, a range such as at_least(1), or "
+                     "None, not '2'"),
+    (range(3, 1), ValueError, "a non-empty range"),
+])
+def test_expect_connections_is_checked_where_it_is_given(
+    value: object, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=re.escape(words)):
+        CommandServer("x", verbose=False, expect_connections=value)  # type: ignore[arg-type]

@@ -84,7 +84,7 @@ def test_every_server_class_serves_a_unix_socket_file(
 
 def test_unix_server_says_where_it_listens(tmp_path: Path) -> None:
     path = str(tmp_path / "where.sock")
-    with CommandServer([RECEIVE], path=path, verbose=False) as server:
+    with CommandServer([RECEIVE], path=path, verbose=False, expect_connections=0) as server:
         assert server.host is None
         assert server.path == path
         assert server.address == path
@@ -94,7 +94,7 @@ def test_unix_server_says_where_it_listens(tmp_path: Path) -> None:
 
 def test_unix_server_has_no_port_and_says_what_to_use_instead(tmp_path: Path) -> None:
     path = str(tmp_path / "noport.sock")
-    with CommandServer([RECEIVE], path=path, verbose=False) as server:
+    with CommandServer([RECEIVE], path=path, verbose=False, expect_connections=0) as server:
         with pytest.raises(AttributeError) as info:
             server.port  # noqa: B018
         assert str(info.value) == (
@@ -106,7 +106,7 @@ def test_unix_server_has_no_port_and_says_what_to_use_instead(tmp_path: Path) ->
 
 
 def test_tcp_server_address_is_host_and_port() -> None:
-    with CommandServer([RECEIVE], verbose=False) as server:
+    with CommandServer([RECEIVE], verbose=False, expect_connections=0) as server:
         assert server.path is None
         assert server.address == ("127.0.0.1", server.port)
 
@@ -267,6 +267,6 @@ def test_abstract_name_serves_without_a_file(make_server: MakeServer) -> None:
 @linux_only
 def test_abstract_name_in_use_is_an_error() -> None:
     name = f"\0embeddedserver-test-{uuid.uuid4().hex}"
-    with CommandServer([RECEIVE], path=name, verbose=False):
+    with CommandServer([RECEIVE], path=name, verbose=False, expect_connections=0):
         with pytest.raises(OSError, match="another socket has this abstract name"):
             CommandServer([RECEIVE], path=name, verbose=False)
