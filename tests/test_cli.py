@@ -1,5 +1,5 @@
 """The command line: STEP syntax, serving (in-process and as ``python -m embeddedserver``),
-Ctrl-C, bad arguments, ``--demo`` (the demo's own checks are in test_embeddeddemo.py),
+Ctrl-C, bad arguments, ``--demo`` (the demo's own checks are in test_demo.py),
 and the python examples of README.md.
 
 In-process tests run ``main()`` on the test's thread with ``--count`` while a helper

@@ -2,10 +2,10 @@
 every step, the failure message of every failing step (what ``check()`` raises),
 recording and transcripts, custom steps, output and logging.
 
-Lifecycle, addresses and bad input: ``test_embeddedserver_lifecycle.py``; real
-standard-library clients and concurrency: ``test_embeddedserver_clients.py``; asyncio:
-``test_embeddedserver_asyncio.py``; the suite every server class must pass:
-``test_embeddedserver_conformance.py``.
+Lifecycle, addresses and bad input: ``test_servers_lifecycle.py``; real
+standard-library clients and concurrency: ``test_servers_clients.py``; asyncio:
+``test_servers_asyncio.py``; the suite every server class must pass:
+``test_servers_conformance.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The pure parts of the engine, without sockets: script compilation and every
 constructor's bad input, ``Failure.message()``, transcript rendering and
-``http_response``. Matching read steps through ``Inbox`` is in ``test_embeddedmatch``.
+``http_response``. Matching read steps through ``Inbox`` is in ``test_match``.
 
 Sections: compilation and bad input - failures and transcripts - http_response.
 """

@@ -1,5 +1,5 @@
 """Tests for testingsocket: TestingSocket records, counts and breaks (capture_sockets, which
-patches socket.socket, is tested in test_testingsocketcapture).
+patches socket.socket, is tested in test_capture).
 
 Real sockets only: socketpairs, and loopback listeners opened and closed by the tests. The
 feature tests run through three drivers (plain blocking calls, a select loop on a non-blocking

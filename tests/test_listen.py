@@ -2,7 +2,7 @@
 ``embeddedserver`` still exports what moved here.
 
 How the servers use their listeners (addresses, busy ports, ``"localhost"``) is tested
-through them in ``test_embeddedserver_lifecycle``; Unix sockets in ``test_unix``.
+through them in ``test_servers_lifecycle``; Unix sockets in ``test_unix``.
 """
 
 from __future__ import annotations
