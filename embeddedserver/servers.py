@@ -341,53 +341,55 @@ class CommandServer(BaseServer):
         if self.STOPPED:
             return
         quiet_since: float | None = None
-        give_up_at = time.monotonic() + self.settle + JOIN_TIMEOUT
-        with self._lock:
-            self._settling = True
-            self._waiting += 1  # connections that end notify the condition
-            if self._changed is None:
-                self._changed = threading.Condition(self._lock)
-            try:
-                while True:
-                    # A look at the backlog and the count under _accepting sees every
-                    # client either waiting in the backlog or counted (the lock order is
-                    # _accepting, then _lock: let go of _lock for it).
-                    self._lock.release()
-                    try:
-                        with self._accepting:
-                            backlog, accepted = self._backlog_waiting(), self._accepted
-                    finally:
-                        self._lock.acquire()
-                    live = list(self._live.values())
-                    # Counted and not yet being served, or still in the listen backlog
-                    # with the accept thread free to take it: soon to be served.
-                    arriving = accepted - self._finished > len(live) or (
-                        (self.concurrent or not live) and backlog)
-                    if not live and not arriving:
+        give_up_at: float | None = None
+        while True:
+            # A look at the backlog and the count under _accepting sees every client
+            # either waiting in the backlog or counted (the lock order: _accepting first).
+            with self._accepting:
+                backlog, accepted = self._backlog_waiting(), self._accepted
+            with self._lock:
+                live = list(self._live.values())
+                # Counted and not yet being served, or still in the listen backlog with
+                # the accept thread free to take it: soon to be served.
+                arriving = accepted - self._finished > len(live) or (
+                    (self.concurrent or not live) and backlog)
+                if not live and not arriving:
+                    return
+                # A step that waits for the client to give up (or makes it wait) is
+                # settled whatever arrives, and so is a finished script; any other waits
+                # for what has not come.
+                busy = arriving or not all(
+                    _gives_up(runner) or conn.settled for conn, runner in live)
+                if not busy and all(_gives_up(runner) for _, runner in live):
+                    return  # nothing left to judge
+                now = time.monotonic()
+                if give_up_at is None:  # a client that never stops sending: bounded
+                    give_up_at = now + self.settle + JOIN_TIMEOUT
+                if busy:
+                    quiet_since = None
+                    if now >= give_up_at:
                         return
-                    # A step that waits for the client to give up (or makes it wait) is
-                    # settled whatever arrives; any other waits for what has not come.
-                    busy = arriving or not all(
-                        _gives_up(runner) or conn.settled for conn, runner in live)
-                    now = time.monotonic()
-                    if busy:
-                        quiet_since = None
-                        if now >= give_up_at:  # a client that never stops sending
-                            return
-                        self._changed.wait(min(give_up_at - now, max(self.settle, 0.05)))
-                        continue
-                    if all(_gives_up(runner) for _, runner in live):
-                        return  # each waits for its client to give up: nothing to judge
+                    wait = min(give_up_at - now, max(self.settle, 0.05))
+                else:
                     if quiet_since is None:
                         quiet_since = now
-                    left = quiet_since + self.settle - now
-                    if left <= 0:
+                    wait = quiet_since + self.settle - now
+                    if wait <= 0:
                         self._quiet = True
                         return
-                    self._changed.wait(left)
-            finally:
-                self._waiting -= 1
-                self._settling = False
+                self._wait_for_news(wait)
+
+    def _wait_for_news(self, timeout: float) -> None:
+        """Wait (lock held) until a connection waits for its client, ends, or *timeout*."""
+        self._settling = True
+        self._waiting += 1  # connections that end notify the condition
+        try:
+            if self._changed is None:
+                self._changed = threading.Condition(self._lock)
+            self._changed.wait(timeout)
+        finally:
+            self._waiting -= 1
+            self._settling = False
 
     def _count_failures(self) -> list[Failure]:
         expected, count = self.expect_connections, self._accepted
@@ -414,7 +416,7 @@ class CommandServer(BaseServer):
         """True if a client waits in a listener's backlog (``_accepting`` held)."""
         poller = select.poll()
         for listener in self._listeners:
-            if listener.fileno() >= 0:
+            if listener.fileno() >= 0:  # the last one max_connections allows closes them
                 poller.register(listener, select.POLLIN)
         return bool(poller.poll(0))
 
