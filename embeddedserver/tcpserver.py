@@ -102,7 +102,7 @@ def _client_gone(sock: socket.socket) -> bool:
 def _sent_since_client_spoke(record: ConnectionRecord) -> bytes:
     chunks = []
     for event in reversed(record.events):
-        if event.kind == "recv":
+        if event.kind == "recv" and event.data:  # an EOF (expect_disconnect's b"") says nothing
             break
         if event.kind == "send":
             chunks.append(event.data)
@@ -678,8 +678,14 @@ class TcpServer(BaseServer):
             left = self._unread(entry, reset) if reset else (b"", False)
             raise StepFailed(explain(planned, exc.failure, left, len(self._steps))) from None
         if planned.kind == "disconnect":
+            # A client that closed its socket before (or without) reading what it was sent
+            # answers the data with a reset: the error waits on the socket even when its EOF
+            # came first. A client that only shut its write side and read reads on. (Not
+            # under TLS: there a reset also answers TLS records no client has to read.)
+            refused = 0 if self.ssl_context is not None else entry.sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_ERROR)
             conn.close("client closed")
-            unread, exact = self._unread(entry, reset=False)
+            unread, exact = self._unread(entry, reset=bool(refused))
             if unread:
                 failure = Failure("unread", "", connection=entry.record.number,
                                   peer=entry.record.peer, step_index=index, step=planned,

@@ -252,3 +252,42 @@ def test_factory_watch_counts_what_an_asyncio_client_read_with_any_patcher() -> 
         finally:
             factory.stop()
     assert asyncio.StreamWriter.__init__ is original
+
+
+# ---------------------------------------------------------------------------
+# expect_disconnect() after a send: the client must have read the reply
+# ---------------------------------------------------------------------------
+
+
+def _reply_then_disconnect() -> TcpServer:
+    server = TcpServer(timeout=10)
+    server.expect_connect()
+    server.send_bytes(b"reply")
+    server.expect_disconnect()
+    return server
+
+
+@pytest.mark.parametrize("round_", range(100))
+def test_a_client_that_hangs_up_before_the_reply_fails_expect_disconnect(round_: int) -> None:
+    server = _reply_then_disconnect()
+    socket.create_connection(("127.0.0.1", server.service_port)).close()  # reads nothing
+    with pytest.raises(AssertionError, match=r"step 2 of 3: expect_disconnect\(\): the client "
+                                             r"closed the connection while data the server "
+                                             r"sent was still unread.*b'reply'"):
+        server.close(check=True)
+
+
+@pytest.mark.parametrize("round_", range(100))
+def test_a_client_that_reads_the_reply_then_hangs_up_passes(round_: int) -> None:
+    server = _reply_then_disconnect()
+    with socket.create_connection(("127.0.0.1", server.service_port)) as sock:
+        assert sock.recv(5, socket.MSG_WAITALL) == b"reply"
+    server.close(check=True)
+
+
+def test_a_half_closed_client_that_reads_the_reply_passes() -> None:
+    server = _reply_then_disconnect()
+    with socket.create_connection(("127.0.0.1", server.service_port)) as sock:
+        sock.shutdown(socket.SHUT_WR)  # its side is done before the reply: that is allowed
+        assert sock.recv(5, socket.MSG_WAITALL) == b"reply"
+    server.close(check=True)
