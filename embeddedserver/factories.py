@@ -353,6 +353,7 @@ class CommandServerFactory:
         settle: float = ...,
         allow_unfinished: bool = ...,
         expect_connections: int | range | None = ...,
+        allow_extra_bytes: bool = ...,
     ) -> CommandServer: ...
 
     @overload
@@ -374,6 +375,7 @@ class CommandServerFactory:
         settle: float = ...,
         allow_unfinished: bool = ...,
         expect_connections: int | range | None = ...,
+        allow_extra_bytes: bool = ...,
         loop: asyncio.AbstractEventLoop | None = ...,
         reader: asyncio.StreamReader | None = ...,
     ) -> _ServerT: ...
@@ -396,6 +398,7 @@ class CommandServerFactory:
         settle: float = _args.DEFAULT,
         allow_unfinished: bool = _args.DEFAULT,
         expect_connections: int | range | None = _args.DEFAULT,
+        allow_extra_bytes: bool = _args.DEFAULT,
         loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
         reader: asyncio.StreamReader | None = _args.DEFAULT,
     ) -> CommandServer:
@@ -408,7 +411,8 @@ class CommandServerFactory:
             host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
             path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
-        expect_connections=expect_connections, loop=loop, reader=reader,
+        expect_connections=expect_connections,
+            allow_extra_bytes=allow_extra_bytes, loop=loop, reader=reader,
         ))
         self.servers.append(server)
         return server

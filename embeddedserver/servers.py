@@ -44,6 +44,9 @@ from ._runtime import BaseServer
 from ._text import plural
 from .record import ConnectionRecord, Event, Failure
 from .steps import (
+    Expect,
+    ExpectClose,
+    ExpectFrame,
     PerConnection,
     ReadStep,
     Script,
@@ -114,6 +117,18 @@ def _check_expected(value: object) -> range | None:
 _GIVING_UP = frozenset({"hang", "delay", "drip", "call"})
 
 
+#: The texts of the transcript events that hold bytes no step read (see _connection).
+_UNREAD_NOTES = frozenset({"(left unread)", "(after the script)"})
+
+
+def _expects_exactly(script: Sequence[Step]) -> bool:
+    """True when every read step of *script* is an expectation (and there is one): the
+    script says exactly what the client sends, so bytes past it are wrong."""
+    reads = [step for step in script if isinstance(step, ReadStep)]
+    return bool(reads) and all(isinstance(step, (Expect, ExpectFrame, ExpectClose))
+                               for step in reads)
+
+
 def _gives_up(runner: ScriptRunner) -> bool:
     step = runner.step
     return step is None or step.kind in _GIVING_UP
@@ -170,6 +185,7 @@ class CommandServer(BaseServer):
         settle: float = SETTLE,
         allow_unfinished: bool = False,
         expect_connections: int | range | None = AT_LEAST_ONE,
+        allow_extra_bytes: bool = False,
     ) -> None:
         self.plan: PerConnection | None = None
         self.script: tuple[Step, ...] | None = None
@@ -196,6 +212,8 @@ class CommandServer(BaseServer):
         #: How many connections the verdict expects: exactly an int, a range, or None for
         #: any number (none included). By default at least one.
         self.expect_connections = _check_expected(expect_connections)
+        #: Bytes a client sends after a script of expectations are no failure.
+        self.allow_extra_bytes = _args.flag(allow_extra_bytes, "allow_extra_bytes")
         self._rbuf: bytearray | None = None  # the accept thread's read buffer
         self._live: dict[int, tuple[Connection, ScriptRunner]] = {}  # being served now
         self._settling = False  # a verdict waits for the connections to settle
@@ -231,6 +249,7 @@ class CommandServer(BaseServer):
         settle: float = _args.DEFAULT,
         allow_unfinished: bool = _args.DEFAULT,
         expect_connections: int | range | None = _args.DEFAULT,
+        allow_extra_bytes: bool = _args.DEFAULT,
     ) -> _ServerT:
         """Start a server running the script in a script file (``embeddedserver.scriptfile``
         describes the format; ``embeddedserver.replay.RecordingProxy`` records one).
@@ -248,6 +267,7 @@ class CommandServer(BaseServer):
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
             on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
             expect_connections=expect_connections,
+            allow_extra_bytes=allow_extra_bytes,
         ))
 
     @classmethod
@@ -303,6 +323,9 @@ class CommandServer(BaseServer):
                     connection=number, peer=peer,
                 ))
             conn.run()
+            extra = self._extra_bytes(script, record)
+            if extra is not None:
+                self._record(extra)
         except ServerStopped:
             record.ended = record.ended or "stopped"
             # A stop from the server's own thread (a Call step) was the script's will.
@@ -390,6 +413,25 @@ class CommandServer(BaseServer):
         finally:
             self._waiting -= 1
             self._settling = False
+
+    def _extra_bytes(self, script: Sequence[Step], record: ConnectionRecord) -> Failure | None:
+        """The failure of a client that sent bytes after the script's last read step, when
+        the script says exactly what the client sends (every read step an expectation):
+        None for a script that also just reads (``RECEIVE``, byte counts, lines), which a
+        client may split or pad, or with ``allow_extra_bytes``."""
+        if self.allow_extra_bytes or not _expects_exactly(script):
+            return None
+        extra = b"".join(e.data for e in record.events
+                         if e.kind == "recv" and e.text in _UNREAD_NOTES)
+        if not extra:
+            return None
+        return Failure(
+            "extra bytes",
+            f"the client sent {plural(len(extra), 'byte')} no step reads, after the last of "
+            f"the script's {plural(len(script), 'step')} (allow_extra_bytes=True if it may)",
+            connection=record.number, peer=record.peer, received=extra,
+            transcript=record.render(tail=8),
+        )
 
     def _count_failures(self) -> list[Failure]:
         expected, count = self.expect_connections, self._accepted
@@ -510,6 +552,7 @@ class OneShotServer(CommandServer):
         settle: float = SETTLE,
         allow_unfinished: bool = False,
         expect_connections: int | range | None = AT_LEAST_ONE,
+        allow_extra_bytes: bool = False,
     ) -> None:
         if max_connections != 1:
             raise ValueError("OneShotServer serves one connection; use CommandServer "
@@ -519,6 +562,7 @@ class OneShotServer(CommandServer):
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
             path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
             expect_connections=expect_connections,
+            allow_extra_bytes=allow_extra_bytes,
         )
 
 
@@ -552,6 +596,7 @@ class AsyncioCommandServer(CommandServer):
         settle: float = SETTLE,
         allow_unfinished: bool = False,
         expect_connections: int | range | None = AT_LEAST_ONE,
+        allow_extra_bytes: bool = False,
     ) -> None:
         if loop is None:
             try:
@@ -576,6 +621,7 @@ class AsyncioCommandServer(CommandServer):
             max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
             path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
             expect_connections=expect_connections,
+            allow_extra_bytes=allow_extra_bytes,
         )
 
     @classmethod
@@ -599,6 +645,7 @@ class AsyncioCommandServer(CommandServer):
         settle: float = _args.DEFAULT,
         allow_unfinished: bool = _args.DEFAULT,
         expect_connections: int | range | None = _args.DEFAULT,
+        allow_extra_bytes: bool = _args.DEFAULT,
     ) -> _AsyncT:
         """``CommandServer.from_file``, with this class's *loop* and *reader* as well."""
         return cls._from_file(path, exact, keep_timing, _args.given(
@@ -606,6 +653,7 @@ class AsyncioCommandServer(CommandServer):
             timeout=timeout, concurrent=concurrent, max_connections=max_connections,
             ssl_context=ssl_context, backlog=backlog, on_event=on_event, settle=settle,
             allow_unfinished=allow_unfinished, expect_connections=expect_connections,
+            allow_extra_bytes=allow_extra_bytes,
         ))
 
     def _on_chunk(self, chunk: bytes) -> None:
@@ -662,6 +710,7 @@ def server_for_test(
     settle: float = ...,
     allow_unfinished: bool = ...,
     expect_connections: int | range | None = ...,
+    allow_extra_bytes: bool = ...,
 ) -> CommandServer: ...
 
 
@@ -684,6 +733,7 @@ def server_for_test(
     settle: float = ...,
     allow_unfinished: bool = ...,
     expect_connections: int | range | None = ...,
+    allow_extra_bytes: bool = ...,
     loop: asyncio.AbstractEventLoop | None = ...,
     reader: asyncio.StreamReader | None = ...,
 ) -> _ServerT: ...
@@ -707,6 +757,7 @@ def server_for_test(
     settle: float = _args.DEFAULT,
     allow_unfinished: bool = _args.DEFAULT,
     expect_connections: int | range | None = _args.DEFAULT,
+    allow_extra_bytes: bool = _args.DEFAULT,
     loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
     reader: asyncio.StreamReader | None = _args.DEFAULT,
 ) -> CommandServer:
@@ -727,7 +778,8 @@ def server_for_test(
         host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
         max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
         path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
-        expect_connections=expect_connections, loop=loop, reader=reader,
+        expect_connections=expect_connections, allow_extra_bytes=allow_extra_bytes,
+        loop=loop, reader=reader,
     ))
     add_cleanup(server.verdict)  # settle, stop, check
     return server

@@ -214,3 +214,46 @@ def test_expect_connections_is_checked_where_it_is_given(
 ) -> None:
     with pytest.raises(error, match=re.escape(words)):
         CommandServer("x", verbose=False, expect_connections=value)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------
+# bytes after the script
+# ---------------------------------------------------------------------------
+
+EXACT = [Expect(b"PING\r\n"), b"PONG\r\n"]
+
+
+@pytest.mark.parametrize("round_", range(100))
+def test_a_client_that_sends_its_command_twice_fails_a_script_of_expectations(
+    make: MakeServer, round_: int
+) -> None:
+    with pytest.raises(AssertionError, match=r"the client sent 6 bytes no step reads, after "
+                                             r"the last of the script's 2 steps(.|\n)*"
+                                             r"received: b'PING\\r\\n'"):
+        with make(EXACT) as srvr:
+            with socket.create_connection(("127.0.0.1", srvr.port), timeout=10) as sock:
+                sock.sendall(b"PING\r\nPING\r\n")  # in one write: it is there at the close
+                assert sock.recv(6, socket.MSG_WAITALL) == b"PONG\r\n"
+
+
+@pytest.mark.parametrize("round_", range(100))
+def test_a_client_that_sends_its_command_once_passes(make: MakeServer, round_: int) -> None:
+    with make(EXACT) as srvr:
+        with socket.create_connection(("127.0.0.1", srvr.port), timeout=10) as sock:
+            sock.sendall(b"PING\r\n")
+            assert sock.recv(6, socket.MSG_WAITALL) == b"PONG\r\n"
+
+
+def test_a_seed_style_script_lets_a_client_send_more_than_it_reads(make: MakeServer) -> None:
+    # RECEIVE reads what one read returns: a client may split or pad its request.
+    with make([RECEIVE, b"PONG\r\n"]) as srvr:
+        with socket.create_connection(("127.0.0.1", srvr.port), timeout=10) as sock:
+            sock.sendall(b"PING\r\nPING\r\n")
+            assert sock.recv(6, socket.MSG_WAITALL) == b"PONG\r\n"
+
+
+def test_allow_extra_bytes_lets_a_client_send_after_a_script_of_expectations() -> None:
+    with CommandServer(EXACT, verbose=False, allow_extra_bytes=True) as srvr:
+        with socket.create_connection(("127.0.0.1", srvr.port), timeout=10) as sock:
+            sock.sendall(b"PING\r\nPING\r\n")
+            assert sock.recv(6, socket.MSG_WAITALL) == b"PONG\r\n"
