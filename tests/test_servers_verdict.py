@@ -102,7 +102,7 @@ def test_a_client_that_never_sends_the_last_request_fails(make: MakeServer) -> N
     assert "the script was not finished: the client sent nothing more in 0.2 s" in message
 
 
-@pytest.mark.parametrize("round_", range(20))
+@pytest.mark.parametrize("round_", range(ROUNDS))
 def test_a_client_that_sends_the_last_request_and_stays_connected_passes(
     make: MakeServer, round_: int
 ) -> None:
