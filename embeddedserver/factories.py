@@ -37,15 +37,18 @@ import struct
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, NoReturn, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, overload
 
 from . import _args
 from ._args import TCPSERVER_TIMEOUT
 from ._tcpmessages import StreamClient
-from .record import ConnectionRecord, Event, Failure
-from .servers import CommandServer
+from .record import Failure
+from .servers import AsyncioServerOptions, CommandServer, ServerOptions
 from .steps import PerConnection, Script
 from .tcpserver import TcpServer
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is 3.11+; only checkers read it
 
 __all__ = ["CommandServerFactory", "TcpServerFactory", "read_frame", "write_frame"]
 
@@ -337,23 +340,7 @@ class CommandServerFactory:
 
     @overload
     def __call__(
-        self,
-        commands: Script | PerConnection,
-        *,
-        host: str = ...,
-        port: int = ...,
-        verbose: bool = ...,
-        timeout: float = ...,
-        concurrent: bool = ...,
-        max_connections: int | None = ...,
-        ssl_context: ssl.SSLContext | None = ...,
-        backlog: int = ...,
-        path: str | os.PathLike[str] | None = ...,
-        on_event: Callable[[ConnectionRecord, Event], object] | None = ...,
-        settle: float = ...,
-        allow_unfinished: bool = ...,
-        expect_connections: int | range | None = ...,
-        allow_extra_bytes: bool = ...,
+        self, commands: Script | PerConnection, **options: Unpack[ServerOptions]
     ) -> CommandServer: ...
 
     @overload
@@ -361,59 +348,22 @@ class CommandServerFactory:
         self,
         commands: Script | PerConnection,
         server_class: type[_ServerT],
-        *,
-        host: str = ...,
-        port: int = ...,
-        verbose: bool = ...,
-        timeout: float = ...,
-        concurrent: bool = ...,
-        max_connections: int | None = ...,
-        ssl_context: ssl.SSLContext | None = ...,
-        backlog: int = ...,
-        path: str | os.PathLike[str] | None = ...,
-        on_event: Callable[[ConnectionRecord, Event], object] | None = ...,
-        settle: float = ...,
-        allow_unfinished: bool = ...,
-        expect_connections: int | range | None = ...,
-        allow_extra_bytes: bool = ...,
-        loop: asyncio.AbstractEventLoop | None = ...,
-        reader: asyncio.StreamReader | None = ...,
+        **options: Unpack[AsyncioServerOptions],
     ) -> _ServerT: ...
 
     def __call__(
         self,
         commands: Script | PerConnection,
         server_class: type[CommandServer] = CommandServer,
-        *,
-        host: str = _args.DEFAULT,
-        port: int = _args.DEFAULT,
-        verbose: bool = False,
-        timeout: float = _args.DEFAULT,
-        concurrent: bool = _args.DEFAULT,
-        max_connections: int | None = _args.DEFAULT,
-        ssl_context: ssl.SSLContext | None = _args.DEFAULT,
-        backlog: int = _args.DEFAULT,
-        path: str | os.PathLike[str] | None = _args.DEFAULT,
-        on_event: Callable[[ConnectionRecord, Event], object] | None = _args.DEFAULT,
-        settle: float = _args.DEFAULT,
-        allow_unfinished: bool = _args.DEFAULT,
-        expect_connections: int | range | None = _args.DEFAULT,
-        allow_extra_bytes: bool = _args.DEFAULT,
-        loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
-        reader: asyncio.StreamReader | None = _args.DEFAULT,
+        **options: Any,
     ) -> CommandServer:
         if not (isinstance(server_class, type) and issubclass(server_class, CommandServer)):
             raise TypeError(f"server_class must be CommandServer or a subclass, not "
                             f"{server_class!r}")
-        if timeout is _args.DEFAULT and self.timeout is not None:
-            timeout = self.timeout
-        server = server_class(commands, **_args.given(
-            host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
-            max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-            path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
-        expect_connections=expect_connections,
-            allow_extra_bytes=allow_extra_bytes, loop=loop, reader=reader,
-        ))
+        options.setdefault("verbose", False)
+        if "timeout" not in options and self.timeout is not None:
+            options["timeout"] = self.timeout
+        server = server_class(commands, **options)
         self.servers.append(server)
         return server
 

@@ -191,8 +191,8 @@ def command_server(
 ) -> Iterator[CommandServerFactory]:
     """Start ``CommandServer``-family servers: ``command_server([RECEIVE, "pong"])``,
     ``command_server(commands, OneShotServer, timeout=2)``; the signature, typed, is
-    ``CommandServerFactory.__call__`` (a script, a server class, the class's keyword
-    arguments). At teardown they are stopped and ``check()``ed."""
+    ``CommandServerFactory.__call__`` (a script, a server class, ``ServerOptions``). At
+    teardown each gets its verdict: settle, stop, check."""
     factory = CommandServerFactory(embeddedserver_timeout)
     _register(request, factory)
     yield factory

@@ -34,7 +34,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, TypeVar, overload
 
 from . import _args
 from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
@@ -57,12 +57,16 @@ from .steps import (
 if TYPE_CHECKING:
     import unittest
 
+    from typing_extensions import Unpack  # typing.Unpack is 3.11+; only checkers read it
+
 __all__ = [
     "AT_LEAST_ONE",
     "SETTLE",
     "AsyncioCommandServer",
+    "AsyncioServerOptions",
     "CommandServer",
     "OneShotServer",
+    "ServerOptions",
     "at_least",
     "server_for_test",
 ]
@@ -79,6 +83,44 @@ _ServerT = TypeVar("_ServerT", bound="CommandServer")
 _AsyncT = TypeVar("_AsyncT", bound="AsyncioCommandServer")
 #: ``on_event(record, event)``: called with a connection's record and the event just added.
 _OnEvent: TypeAlias = Callable[[ConnectionRecord, Event], object]
+
+
+class _Options(TypedDict, total=False):
+    """The keyword options of the script servers but ``path`` (see ``CommandServer``)."""
+
+    host: str
+    port: int
+    verbose: bool
+    timeout: float
+    concurrent: bool
+    max_connections: int | None
+    ssl_context: ssl.SSLContext | None
+    backlog: int
+    on_event: _OnEvent | None
+    settle: float
+    allow_unfinished: bool
+    expect_connections: int | range | None
+    allow_extra_bytes: bool
+
+
+class ServerOptions(_Options, total=False):
+    """The keyword options of every script server (``CommandServer``'s constructor), for
+    the functions that pass them on: ``server_for_test``, the ``command_server`` fixture.
+    Those not given keep the server class's defaults."""
+
+    path: str | os.PathLike[str] | None
+
+
+class AsyncioServerOptions(ServerOptions, total=False):
+    """``ServerOptions`` and ``AsyncioCommandServer``'s *loop* and *reader*."""
+
+    loop: asyncio.AbstractEventLoop | None
+    reader: asyncio.StreamReader | None
+
+
+class _AsyncioFileOptions(_Options, total=False):
+    loop: asyncio.AbstractEventLoop | None
+    reader: asyncio.StreamReader | None
 
 
 #: Seconds a verdict waits for a silent client whose script is not finished yet.
@@ -237,19 +279,7 @@ class CommandServer(BaseServer):
         *,
         exact: bool = False,
         keep_timing: bool = False,
-        host: str = _args.DEFAULT,
-        port: int = _args.DEFAULT,
-        verbose: bool = _args.DEFAULT,
-        timeout: float = _args.DEFAULT,
-        concurrent: bool = _args.DEFAULT,
-        max_connections: int | None = _args.DEFAULT,
-        ssl_context: ssl.SSLContext | None = _args.DEFAULT,
-        backlog: int = _args.DEFAULT,
-        on_event: _OnEvent | None = _args.DEFAULT,
-        settle: float = _args.DEFAULT,
-        allow_unfinished: bool = _args.DEFAULT,
-        expect_connections: int | range | None = _args.DEFAULT,
-        allow_extra_bytes: bool = _args.DEFAULT,
+        **options: Unpack[_Options],
     ) -> _ServerT:
         """Start a server running the script in a script file (``embeddedserver.scriptfile``
         describes the format; ``embeddedserver.replay.RecordingProxy`` records one).
@@ -262,13 +292,7 @@ class CommandServer(BaseServer):
 
             server = CommandServer.from_file("conversation.script", verbose=False)
         """
-        return cls._from_file(path, exact, keep_timing, _args.given(
-            host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
-            max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-            on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
-            expect_connections=expect_connections,
-            allow_extra_bytes=allow_extra_bytes,
-        ))
+        return cls._from_file(path, exact, keep_timing, dict(options))
 
     @classmethod
     def _from_file(
@@ -631,30 +655,10 @@ class AsyncioCommandServer(CommandServer):
         *,
         exact: bool = False,
         keep_timing: bool = False,
-        loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
-        reader: asyncio.StreamReader | None = _args.DEFAULT,
-        host: str = _args.DEFAULT,
-        port: int = _args.DEFAULT,
-        verbose: bool = _args.DEFAULT,
-        timeout: float = _args.DEFAULT,
-        concurrent: bool = _args.DEFAULT,
-        max_connections: int | None = _args.DEFAULT,
-        ssl_context: ssl.SSLContext | None = _args.DEFAULT,
-        backlog: int = _args.DEFAULT,
-        on_event: _OnEvent | None = _args.DEFAULT,
-        settle: float = _args.DEFAULT,
-        allow_unfinished: bool = _args.DEFAULT,
-        expect_connections: int | range | None = _args.DEFAULT,
-        allow_extra_bytes: bool = _args.DEFAULT,
+        **options: Unpack[_AsyncioFileOptions],
     ) -> _AsyncT:
         """``CommandServer.from_file``, with this class's *loop* and *reader* as well."""
-        return cls._from_file(path, exact, keep_timing, _args.given(
-            loop=loop, reader=reader, host=host, port=port, verbose=verbose,
-            timeout=timeout, concurrent=concurrent, max_connections=max_connections,
-            ssl_context=ssl_context, backlog=backlog, on_event=on_event, settle=settle,
-            allow_unfinished=allow_unfinished, expect_connections=expect_connections,
-            allow_extra_bytes=allow_extra_bytes,
-        ))
+        return cls._from_file(path, exact, keep_timing, dict(options))
 
     def _on_chunk(self, chunk: bytes) -> None:
         if chunk:  # ExpectClose/ReadUntilClose may complete with b"": that is not EOF yet
@@ -696,21 +700,7 @@ class AsyncioCommandServer(CommandServer):
 def server_for_test(
     testcase: unittest.TestCase,
     commands: Script | PerConnection,
-    *,
-    host: str = ...,
-    port: int = ...,
-    verbose: bool = ...,
-    timeout: float = ...,
-    concurrent: bool = ...,
-    max_connections: int | None = ...,
-    ssl_context: ssl.SSLContext | None = ...,
-    backlog: int = ...,
-    path: str | os.PathLike[str] | None = ...,
-    on_event: _OnEvent | None = ...,
-    settle: float = ...,
-    allow_unfinished: bool = ...,
-    expect_connections: int | range | None = ...,
-    allow_extra_bytes: bool = ...,
+    **options: Unpack[ServerOptions],
 ) -> CommandServer: ...
 
 
@@ -719,23 +709,7 @@ def server_for_test(
     testcase: unittest.TestCase,
     commands: Script | PerConnection,
     server_class: type[_ServerT],
-    *,
-    host: str = ...,
-    port: int = ...,
-    verbose: bool = ...,
-    timeout: float = ...,
-    concurrent: bool = ...,
-    max_connections: int | None = ...,
-    ssl_context: ssl.SSLContext | None = ...,
-    backlog: int = ...,
-    path: str | os.PathLike[str] | None = ...,
-    on_event: _OnEvent | None = ...,
-    settle: float = ...,
-    allow_unfinished: bool = ...,
-    expect_connections: int | range | None = ...,
-    allow_extra_bytes: bool = ...,
-    loop: asyncio.AbstractEventLoop | None = ...,
-    reader: asyncio.StreamReader | None = ...,
+    **options: Unpack[AsyncioServerOptions],
 ) -> _ServerT: ...
 
 
@@ -743,30 +717,15 @@ def server_for_test(
     testcase: unittest.TestCase,
     commands: Script | PerConnection,
     server_class: type[CommandServer] = CommandServer,
-    *,
-    host: str = _args.DEFAULT,
-    port: int = _args.DEFAULT,
-    verbose: bool = _args.DEFAULT,
-    timeout: float = _args.DEFAULT,
-    concurrent: bool = _args.DEFAULT,
-    max_connections: int | None = _args.DEFAULT,
-    ssl_context: ssl.SSLContext | None = _args.DEFAULT,
-    backlog: int = _args.DEFAULT,
-    path: str | os.PathLike[str] | None = _args.DEFAULT,
-    on_event: _OnEvent | None = _args.DEFAULT,
-    settle: float = _args.DEFAULT,
-    allow_unfinished: bool = _args.DEFAULT,
-    expect_connections: int | range | None = _args.DEFAULT,
-    allow_extra_bytes: bool = _args.DEFAULT,
-    loop: asyncio.AbstractEventLoop | None = _args.DEFAULT,
-    reader: asyncio.StreamReader | None = _args.DEFAULT,
+    **options: Any,
 ) -> CommandServer:
     """Start a server for a ``unittest.TestCase`` (typically in ``setUp``) and register
-    cleanups that stop it and then call ``check()``, so failures fail the test.
+    a cleanup that gives its verdict (``verdict()``: settle, stop, check), so failures
+    fail the test.
 
-    The keyword arguments are those of *server_class*'s constructor (*loop* and *reader*
-    are ``AsyncioCommandServer``'s); those not given keep its defaults. Returns the
-    server, an instance of *server_class*.
+    The keyword options are those of *server_class*'s constructor (``ServerOptions``;
+    *loop* and *reader* are ``AsyncioCommandServer``'s); those not given keep its
+    defaults. Returns the server, an instance of *server_class*.
 
         def setUp(self):
             self.server = server_for_test(self, [RECEIVE, "pong"], verbose=False)
@@ -774,12 +733,6 @@ def server_for_test(
     add_cleanup = getattr(testcase, "addCleanup", None)
     if not callable(add_cleanup):
         raise TypeError(f"testcase must be a unittest.TestCase (with addCleanup), not {testcase!r}")
-    server = server_class(commands, **_args.given(
-        host=host, port=port, verbose=verbose, timeout=timeout, concurrent=concurrent,
-        max_connections=max_connections, ssl_context=ssl_context, backlog=backlog,
-        path=path, on_event=on_event, settle=settle, allow_unfinished=allow_unfinished,
-        expect_connections=expect_connections, allow_extra_bytes=allow_extra_bytes,
-        loop=loop, reader=reader,
-    ))
+    server = server_class(commands, **options)
     add_cleanup(server.verdict)  # settle, stop, check
     return server
