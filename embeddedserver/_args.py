@@ -19,7 +19,6 @@ import ssl
 from typing import Any
 
 __all__ = [
-    "DEFAULT",
     "DEFAULT_TIMEOUT",
     "JOIN_TIMEOUT",
     "TCPSERVER_TIMEOUT",
@@ -27,7 +26,6 @@ __all__ = [
     "count",
     "duration",
     "flag",
-    "given",
     "host",
     "integer",
     "optional_timeout",
@@ -49,23 +47,6 @@ TCPSERVER_TIMEOUT = 1.0
 #: Seconds ``stop()`` waits for each server thread before reporting it stuck.
 JOIN_TIMEOUT = 5.0
 
-
-class _Default:
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-#: The default of an argument passed on only when it is given, so that the callee's own
-#: default applies: ``server_for_test``, ``from_file`` and the ``command_server`` fixture
-#: pass their keyword arguments on to a server class they do not know (``OneShotServer``
-#: has its own ``max_connections``). Typed ``Any`` so that a signature can say
-#: ``host: str = DEFAULT`` and still tell a type checker that a given host is a str.
-DEFAULT: Any = _Default()
-
-
-def given(**arguments: object) -> dict[str, Any]:
-    """*arguments* without those left at ``DEFAULT``: the keyword arguments to pass on."""
-    return {name: value for name, value in arguments.items() if value is not DEFAULT}
 
 # ---------------------------------------------------------------------------
 # numbers
