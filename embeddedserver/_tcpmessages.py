@@ -5,7 +5,7 @@ Model
 Each ``TcpServer`` call such as ``expect_bytes(b"hi")`` appends a ``Planned`` step: the
 call as the user wrote it (its *label*, which is also its repr in a failure report), a
 *kind* (connect, bytes, frame, send, close, disconnect), its timeout and the engine step
-that ``Connection.run_step`` executes. The engine reports a ``Failure`` in its own terms
+that its connection's ``ScriptRunner`` runs. The engine reports a ``Failure`` in its own terms
 (timeout, mismatch, closed, reset); ``explain`` rewords it for the kind of call, e.g. a
 timeout on ``expect_disconnect()`` asks whether the client closed. ``unread_failure``
 words a client that closed with bytes the server sent still unread, exactly counted or

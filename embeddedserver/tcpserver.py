@@ -13,15 +13,16 @@ unittest, asyncio code or a plain ``with`` block::
 Model
 -----
 Each call such as ``expect_bytes()`` appends one step, at any time, before or after the
-client acts. The server listens on 127.0.0.1 and ::1 (one port) and is served by one
-thread, started with the first step, which runs the steps in order; every step but
-``expect_connect`` is an engine step (``Expect``, ``ExpectFrame``, ``ExpectClose``,
-``Send``, ``SendFrame``, ``Close``) run by the engine's ``Connection.run_step``, the same
-interpreter as ``CommandServer``. Whenever that thread waits (for a step to be added, for
-a client, or inside a step for the client) it also watches the listeners and accepts, so
-a second client is noticed at once, while the first is still being served. This module
-adds the growing step list and the accepting; ``embeddedserver._tcpmessages`` words the failures
-in terms of the call that added the step.
+client acts. ``TcpServer`` is a ``_runtime.BaseServer``: it listens on 127.0.0.1 and ::1
+(one port), or on a Unix socket, and its one accept thread also serves, running the steps
+in order. ``expect_connect()`` takes the next client admitted; every other step is an
+engine step (``Expect``, ``ExpectFrame``, ``ExpectClose``, ``Send``, ``SendFrame``,
+``Close``) appended to that client's growing ``ScriptRunner``, the same interpreter as
+``CommandServer``'s. Whenever the thread waits (for a step to be added, for a client, or
+inside a step for the client) it also watches the listeners and admits who connects, so a
+second client is noticed at once, while the first is still being served. This module adds
+the growing plan and the admission; ``_tcpmessages`` words the failures in terms of the
+call that added the step.
 
 The first failure stops the server and is reported once, through the *fail* callable
 (default: raise AssertionError; the plugin passes ``pytest.fail``): by ``join()`` or by
