@@ -19,7 +19,13 @@ What a client does wrong is recorded as a ``Failure`` in ``server.errors`` (the
 connection is closed); ``check()`` raises ``AssertionError`` with all of them. An
 exception on a server thread is recorded the same way, never lost.
 
-Sections: servers - unittest helper - command line.
+The verdict (``verdict()``: the end of a ``with`` block, the fixtures, ``server_for_test``)
+is earned: ``_settle`` first lets the server run its scripts on what the clients already
+sent; then a script a client left waiting, bytes after a script of expectations and a
+count of connections the test did not expect are failures too (each with its opt-out:
+``allow_unfinished``, ``allow_extra_bytes``, ``expect_connections``).
+
+Sections: options - servers (the verdict inside) - unittest helper.
 """
 
 from __future__ import annotations
