@@ -300,14 +300,12 @@ class BaseServer:
             # Accepting, counting and admitting happen under _accepting, so that a look
             # at the backlog under that lock sees every client either waiting or counted.
             with self._accepting:
-                try:
-                    sock, peer = listener.accept()
-                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                    return False
-                number, last = self._count()
-                admitted = self._admit(sock, peer, number)
-            if not admitted:
-                self._finished_one()  # refused: it ended here
+                taken = self._accept_one(listener)
+            if taken is None:
+                return False
+            sock, peer, number, last = taken
+            if sock is None:
+                pass  # refused by _admit()
             elif self.concurrent:
                 self._start_worker(sock, peer, number)
             else:
@@ -325,14 +323,25 @@ class BaseServer:
         and counts each one finished)."""
         with self._accepting:
             for listener in self._listeners:
-                while True:
-                    try:
-                        sock, peer = listener.accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        break
-                    number, _ = self._count()
-                    if not self._admit(sock, peer, number):
-                        self._finished_one()
+                while self._accept_one(listener) is not None:
+                    pass
+
+    def _accept_one(
+        self, listener: socket.socket
+    ) -> tuple[socket.socket | None, Any, int, bool] | None:
+        """Accept one connection from *listener*, count it and ``_admit()`` it (hold
+        ``_accepting``): None if none was waiting, else the socket (None if it was refused,
+        and counted finished), the peer, its number and whether it was the last one
+        ``max_connections`` allows."""
+        try:
+            sock, peer = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return None
+        number, last = self._count()
+        if self._admit(sock, peer, number):
+            return sock, peer, number, last
+        self._finished_one()  # refused: it ended here
+        return None, peer, number, last
 
     def _kick(self) -> None:
         """Wake the accept loop to call ``_on_kick()`` (with ``_uses_kick``)."""
