@@ -539,19 +539,17 @@ class TcpServer(BaseServer):
             step_index=self._done, step=planned, script_length=len(self._steps),
         ), reported=False)
 
-    def _wait_on_plan(self, timeout: float | None) -> None:
-        """Wait for the plan to change, at most until the waiting expect_connect() times
-        out (then fail it) or *timeout*; call with the lock held."""
+    def _connect_deadline_ahead(self) -> float | None:
+        """When the waiting expect_connect() times out, if that is still ahead; if it has
+        passed, fail the step now and say None. Call with the lock held, before waiting on
+        the plan: whoever waits times expect_connect(), no thread of its own does."""
         deadline = self._connect_deadline()
         if deadline is not None and time.monotonic() >= deadline:
             planned = self._waiting_connect()
             assert planned is not None
             self._connect_timed_out(planned)
-            return
-        left = None if deadline is None else deadline - time.monotonic()
-        if timeout is not None:
-            left = timeout if left is None else min(left, timeout)
-        self._plan.wait(left)
+            return None
+        return deadline
 
     # -- a connection's thread: taken by expect_connect(), then its steps ---------------
 
@@ -742,18 +740,17 @@ class TcpServer(BaseServer):
         # timed here.
         with self._plan:
             while not self._reached(target):
-                self._wait_on_plan(None)
+                deadline = self._connect_deadline_ahead()
+                if not self._reached(target):
+                    self._plan.wait(None if deadline is None else deadline - time.monotonic())
 
     async def _wait_async(self, target: int) -> None:
         loop = asyncio.get_running_loop()
         while True:
             with self._plan:
+                deadline = self._connect_deadline_ahead()
                 if self._reached(target):
                     return
-                deadline = self._connect_deadline()
-                if deadline is not None and time.monotonic() >= deadline:
-                    self._wait_on_plan(0)  # fails the expect_connect() that timed out
-                    continue
                 future: asyncio.Future[None] = loop.create_future()
                 self._async_waiters.append((loop, future))
             timer = None if deadline is None else loop.call_at(
