@@ -6,14 +6,16 @@ writes its own plain server.
 Model
 -----
 Three test files are generated with N tests each: one using ``tcpserver`` (or
-``command_server``) with a plain socket client, one with the same client against a server
-written in the test, one of empty tests. Each file runs in its own pytest subprocess, with
+``command_server``) with a plain socket client, one with the same client against a
+hand-written fixture (a thread server made per test, joined and checked at teardown: the
+floor), one of empty tests. Each file runs in its own pytest subprocess, with
 this checkout on ``PYTHONPATH`` and a conftest whose ``pytest_runtest_protocol`` hook times
 every test (setup, call, teardown and reports) and the whole session. A warm-up run of each
 file caches the assert-rewritten modules; rounds then alternate the order of the files.
-The figure is the median fixture test minus the median plain-server test; the baseline
-column is the plain-server test minus the empty test. The session figure divides the
-difference of whole sessions by N instead (collection included, so noisier).
+The figure is the median fixture test against the median hand-written-fixture test (their
+ratio, each test's whole cost in pytest); the empty test's median is in the note. The
+session figure compares whole sessions divided by N instead (collection included, so
+noisier).
 
 The rounds are cached, so the per-test and the session figure share their subprocesses.
 Imported by ``run.py``, which puts ``bench/`` on ``sys.path``.
@@ -70,18 +72,17 @@ def test_exchange_{n}(command_server):
 '''
 
 _PLAIN_TEST = '''
-def test_exchange_{n}():
-    server = _PlainServer()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+def test_exchange_{n}(plain_server):
+    with socket.create_connection(("127.0.0.1", plain_server.port), timeout=30) as s:
         s.sendall(b"hello")
         assert _recv_exactly(s, 5) == b"world"
-    server.join()
 '''
 
 _COMMON = '''
 import socket
 import threading
 
+import pytest
 
 from embeddedserver import Expect, ExpectClose
 
@@ -127,6 +128,14 @@ class _PlainServer:
         assert not self.thread.is_alive()
         if self.error:
             raise self.error
+
+
+@pytest.fixture
+def plain_server():
+    """The hand-written fixture: a fresh server per test, joined and checked at teardown."""
+    server = _PlainServer()
+    yield server
+    server.join()
 '''
 
 
@@ -241,45 +250,40 @@ def _pytest_rounds(
 def figure_pytest(
     rounds: int, tests: int, fixture: str = "tcpserver", session: bool = False
 ) -> Figure:
-    if fixture == "tcpserver" and not session:
+    if not session:
         fig = Figure(
-            "pytest", "one pytest test using tcpserver (sync client): overhead per test",
-            "time", "<= 0.5 ms", absolute_max=0.5e-3, show_ratio=False,
-            note=f"median time of one of {tests} tcpserver tests - median time of one of "
-            f"{tests} tests with a plain server written in the test, each file in its own "
-            "pytest subprocess; a test's time is its setup, call, teardown and reports "
-            "(pytest_runtest_protocol); the baseline column is what the plain-server test "
-            "costs over an empty test",
-        )
-    elif fixture == "tcpserver":
-        fig = Figure(
-            "pytest_session",
-            "one pytest test using tcpserver, whole session / N (reference)",
-            "time", "reference", reference=True, show_ratio=False,
-            note=f"the same runs timed from pytest's session start to its end: (time of the "
-            f"{tests} tcpserver tests' file - time of the plain-server file) / {tests}; "
-            "collection included, so noisier; the baseline column is the plain-server file "
-            "minus the empty-test file, / N",
+            "pytest" if fixture == "tcpserver" else "pytest_command_server",
+            f"one pytest test using {fixture} (sync client, 5-byte exchange)",
+            "time", "<= 1.15x", ratio_max=1.15,
+            note=f"median time of one of {tests} {fixture} tests against one of {tests} "
+            "tests using a hand-written thread-server fixture, each file in its own pytest "
+            "subprocess; a test's time is its setup, call, teardown and reports "
+            "(pytest_runtest_protocol)",
         )
     else:
         fig = Figure(
-            "pytest_command_server",
-            "one pytest test using command_server (the engine's CommandServer), reference",
-            "time", "reference", reference=True, show_ratio=False,
-            note="the same per-test measure with the command_server fixture (one "
-            "CommandServer) instead of tcpserver",
+            "pytest_session",
+            "one pytest test using tcpserver, whole session / N (reference)",
+            "time", "reference", reference=True,
+            note=f"the same runs timed from pytest's session start to its end, divided by "
+            f"{tests}: the tcpserver file against the hand-written-fixture file (collection "
+            "included, so noisier)",
         )
     if not _plugin_available():
         fig.note = "plugin not available (embeddedserver.plugin is missing)"
         return fig
+    empties = []
     for result in _pytest_rounds(rounds, tests, fixture):
         (fix_wall, fix_test), (plain_wall, plain_test), (empty_wall, empty_test) = (
             result[name] for name in _PYTEST_FILES
         )
         if session:
-            fig.lib.append((fix_wall - plain_wall) / tests)
-            fig.base.append((plain_wall - empty_wall) / tests)
+            fig.lib.append(fix_wall / tests)
+            fig.base.append(plain_wall / tests)
+            empties.append(empty_wall / tests)
         else:
-            fig.lib.append(fix_test - plain_test)
-            fig.base.append(plain_test - empty_test)
+            fig.lib.append(fix_test)
+            fig.base.append(plain_test)
+            empties.append(empty_test)
+    fig.note += f"; an empty test: {statistics.median(empties) * 1e6:.0f} us"
     return fig
