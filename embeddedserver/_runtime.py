@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _args
+from ._acceptor import Ticket, acceptor
 from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT
 from ._connection import Waker
 from ._listen import check_unix_path, open_listeners
@@ -129,12 +130,40 @@ class BaseServer:
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"{thread_name}:{self._where}", daemon=True
         )
+        #: The listeners as the process's acceptor watches them until a client comes
+        #: (then it starts the accept thread); None once the thread runs.
+        self._ticket: Ticket | None = None
         if start:
-            self._thread.start()
+            self._start()
 
     def _start(self) -> None:
-        """Start accepting (for a subclass that passed ``start=False``)."""
-        self._thread.start()
+        """Start accepting (for a subclass that passed ``start=False``): the accept thread
+        starts when the first client connects (``_acceptor``), or now where the platform
+        has no acceptor."""
+        watcher = acceptor()
+        if watcher is None:
+            self._thread.start()
+        else:
+            fds = [listener.fileno() for listener in self._listeners]
+            self._ticket = watcher.watch(fds, self._client_came)
+
+    def _client_came(self) -> None:
+        """On the acceptor's thread: a client waits on a listener; start the accept thread."""
+        try:
+            self._thread.start()
+        except Exception:  # no thread to be had (RuntimeError: can't start new thread)
+            self._record(Failure("error", "the server's thread could not start",
+                                 traceback=traceback.format_exc()))
+
+    def _never_started(self) -> bool:
+        """True if no client came before this call, and none will start the accept thread
+        (the listeners are no longer watched); False once the thread was started."""
+        ticket, self._ticket = self._ticket, None
+        if ticket is None:
+            return not self._thread.ident  # never started: no acceptor, start=False
+        watcher = acceptor()
+        assert watcher is not None
+        return watcher.forget(ticket)
 
     # -- where -------------------------------------------------------------------
 
@@ -209,7 +238,14 @@ class BaseServer:
             return
         with self._stop_lock:
             if self._waker.closed:  # stopped before, or from inside: just join
-                self._thread.join(JOIN_TIMEOUT)
+                if self._thread.ident:
+                    self._thread.join(JOIN_TIMEOUT)
+            elif self._never_started():  # no client ever came: no thread to wake or join
+                self._wake_all()  # a subclass's hook may record what the stop cut short
+                self._close_listeners()
+                self._waker.close()
+                if self._kicker is not None:
+                    self._kicker.close()
             else:
                 self._wake_all()
                 # The accept loop first: once it has ended, no new worker can start.
@@ -401,10 +437,13 @@ class BaseServer:
         own. Runs on the accept thread, or on a worker with ``concurrent``."""
         raise NotImplementedError
 
-    def _accept_loop_ended(self) -> None:
+    def _close_listeners(self) -> None:
         with self._lock:
             for lst in self._listeners:
                 lst.close()
+
+    def _accept_loop_ended(self) -> None:
+        self._close_listeners()
         if self.max_connections is not None:
             self.STOPPED = True
         if self._stopped_inside:

@@ -42,6 +42,7 @@ from typing import NoReturn, Protocol
 import pytest
 
 from . import _args
+from ._acceptor import acceptor
 from ._args import DEFAULT_TIMEOUT, TCPSERVER_TIMEOUT
 from .factories import CommandServerFactory, TcpServerFactory
 from .tcpserver import TcpServer
@@ -95,6 +96,10 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"{_INI} must be a number of seconds > 0, not {raw!r}"
             ) from None
     config.stash[_TIMEOUT] = value
+    # The process-wide acceptor thread (and its epoll) starts now, not in the first test
+    # that makes a server, so that a per-test thread or descriptor leak check sees it
+    # there before and after every test.
+    acceptor()
 
 
 @pytest.hookimpl(wrapper=True)
