@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 import socket
 from typing import Any
 
@@ -42,6 +43,55 @@ log = logging.getLogger(__name__)
 
 
 def _bind(family: int, address: tuple[Any, ...], backlog: int, reuse: bool) -> socket.socket:
+    """A listening socket on *address*; port 0 picks a free port, past TIME_WAIT too."""
+    try:
+        return _bind_once(family, address, backlog, reuse)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE or address[1] != 0:
+            raise
+        # The kernel found no port free of every socket. A suite that runs thousands of
+        # servers a minute, each closing its connections first, fills the ephemeral range
+        # with connections in TIME_WAIT (60 s on Linux) on the listeners' old ports; such
+        # a port can still be bound, with SO_REUSEADDR, once its listener is gone.
+        found = _bind_past_time_wait(family, address, backlog, _spare_ports())
+        if found is None:
+            raise
+        return found
+
+
+#: How many ports of the ephemeral range one listener tries after bind(port 0) failed.
+_PORT_TRIES = 512
+
+
+def _spare_ports() -> list[int]:
+    """Up to ``_PORT_TRIES`` ports of the ephemeral range, in random order."""
+    low, high = 32768, 60999  # Linux's default range
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as source:
+            low, high = map(int, source.read().split())
+    except (OSError, ValueError):
+        pass
+    span = range(low, high + 1)
+    return random.sample(span, min(_PORT_TRIES, len(span)))
+
+
+def _bind_past_time_wait(
+    family: int, address: tuple[Any, ...], backlog: int, ports: list[int]
+) -> socket.socket | None:
+    """A listener on the first of *ports* that SO_REUSEADDR lets it bind (a port held only
+    by connections in TIME_WAIT; never one a live socket has), or None."""
+    for port in ports:
+        try:
+            return _bind_once(family, (address[0], port, *address[2:]), backlog, True)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    return None
+
+
+def _bind_once(
+    family: int, address: tuple[Any, ...], backlog: int, reuse: bool
+) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         if reuse:
@@ -96,7 +146,10 @@ def listen_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
 
 def _listen_tcp(host: str, port: int, backlog: int) -> list[socket.socket]:
     """``listen_tcp`` for checked arguments."""
-    reuse = port != 0
+    # SO_REUSEADDR on every listener (on POSIX it never lets two listen on one port): a
+    # given port is bound while old connections on it wait in TIME_WAIT, and so is a port
+    # that _bind() picks past them once the kernel finds none free.
+    reuse = port != 0 or os.name == "posix"
     try:
         if host != "localhost":
             family, address = _numeric_address(host, port) or _resolve(host, port)
