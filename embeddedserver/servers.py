@@ -263,6 +263,7 @@ class CommandServer(BaseServer):
         #: Bytes a client sends after a script of expectations are no failure.
         self.allow_extra_bytes = _args.flag(allow_extra_bytes, "allow_extra_bytes")
         self._rbuf: bytearray | None = None  # the accept thread's read buffer
+        self._exact: dict[int, bool] = {}  # id(script) -> _expects_exactly(script)
         self._live: dict[int, tuple[Connection, ScriptRunner]] = {}  # being served now
         self._settling = False  # a verdict waits for the connections to settle
         self._quiet = False  # ...and they did: the clients sent nothing more
@@ -449,7 +450,12 @@ class CommandServer(BaseServer):
         the script says exactly what the client sends (every read step an expectation):
         None for a script that also just reads (``RECEIVE``, byte counts, lines), which a
         client may split or pad, or with ``allow_extra_bytes``."""
-        if self.allow_extra_bytes or not _expects_exactly(script):
+        if self.allow_extra_bytes:
+            return None
+        exact = self._exact.get(id(script))  # the scripts live as long as the server
+        if exact is None:
+            exact = self._exact[id(script)] = _expects_exactly(script)
+        if not exact:
             return None
         extra = b"".join(e.data for e in record.events
                          if e.kind == "recv" and e.text in _UNREAD_NOTES)
