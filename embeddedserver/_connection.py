@@ -297,9 +297,11 @@ class Connection:
             self._wait_first = False
             if not self._wait(_IN, deadline):
                 return False
+        inbox = self.inbox
+        room = inbox.space()  # a long chunk under way: read straight into it
         while True:
             try:
-                n = self.sock.recv_into(self._rbuf, 0, self._flags)
+                n = self.sock.recv_into(self._rbuf if room is None else room, 0, self._flags)
             except (BlockingIOError, ssl.SSLWantReadError):
                 if not self._wait(_IN, deadline):
                     return False
@@ -310,7 +312,11 @@ class Connection:
                 continue
             except ssl.SSLZeroReturnError:
                 n = 0
-            self.inbox.feed(memoryview(self._rbuf)[:n])
+            if room is not None:
+                room.release()  # the inbox hands the sink over as bytes only unexported
+                inbox.commit(n)
+                return True
+            inbox.feed(memoryview(self._rbuf)[:n])
             if n == len(self._rbuf) < RECV_SIZE:  # more is coming: read more at a time
                 self._rbuf = bytearray(RECV_SIZE)
             return True

@@ -10,7 +10,9 @@ owns no socket, no thread and no clock. The I/O shell (``_connection.Connection`
 action     what the shell does, then what it tells the runner
 ========== ==================================================================================
 READ       wait until bytes, EOF or ``deadline`` (None: no limit); ``receive(data)`` what
-           one read returned (``b""`` at EOF), or nothing if the deadline passed
+           one read returned (``b""`` at EOF), or nothing if the deadline passed. When
+           ``inbox.space()`` is not None (a long chunk is under way), read into that view
+           instead and ``inbox.commit(n)`` the count: the bytes land in the record itself
 SEND       send ``outgoing`` whole; ``done()``
 PAUSE      wait until ``deadline`` (a ``Delay``, the gap of a ``Drip``); nothing to tell
 HALF_CLOSE shut the write side; ``done()``
@@ -344,7 +346,7 @@ class ScriptRunner:
     def _read(self, step: ReadStep) -> bool:
         """Poll the inbox for the read step: True once it completed (the runner moved on)."""
         inbox = self.inbox
-        if not (inbox.buffer or inbox.eof):  # no step completes on nothing
+        if inbox.idle:  # no step completes on nothing
             return False
         try:
             chunk = inbox.poll()

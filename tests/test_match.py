@@ -9,6 +9,7 @@ Sections: matching (one per kind of read step) - the module.
 from __future__ import annotations
 
 import doctest
+import itertools
 import re
 import struct
 
@@ -370,6 +371,145 @@ def test_expect_close_fails_on_data_left_by_an_earlier_step() -> None:
 def test_inbox_poll_before_begin_is_an_api_error() -> None:
     with pytest.raises(AssertionError, match="begin"):
         Inbox().poll()
+
+
+# ---------------------------------------------------------------------------
+# long chunks: received into a sink (thresholds lowered so that short data uses one)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_sinks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sinks from 4 bytes on; a growing sink's room is 8 bytes, so it also appends."""
+    monkeypatch.setattr(embeddedserver._match, "SINK_MIN", 4)
+    monkeypatch.setattr(embeddedserver._match, "GROWING_ROOM", 8)
+
+
+_DATA = b"0123456789abcdefghij\r\n\r\nNEXT"
+_FRAME = struct.pack(">I", 20) + _DATA[:20]
+#: (step, the client's bytes, the chunk, what is left for the next step)
+_LONG_CASES = [
+    (Receive(20), _DATA[:20], _DATA[:20], b""),
+    (ReadFrame(), _FRAME + b"NEXT", _FRAME, b"NEXT"),
+    (ExpectFrame(_DATA[:20]), _FRAME + b"NEXT", _FRAME, b"NEXT"),
+    (Expect(_DATA[:24]), _DATA, _DATA[:24], b"NEXT"),
+    (ReadUntil(b"\r\n\r\n"), _DATA, _DATA[:24], b"NEXT"),
+    (ReadLine(), _DATA, _DATA[:22], b"\r\nNEXT"),
+]
+
+
+def _read_in(inbox: Inbox, data: bytes, cuts: list[int], *, into: bool) -> bytes | None:
+    """Deliver *data* cut at *cuts*, as a shell does (into ``space()`` when *into* and
+    there is room, else ``feed``); poll after each read. The chunk, or None."""
+    chunk = None
+    bounds = [0, *cuts, len(data)]
+    for start, end in itertools.pairwise(bounds):
+        piece = data[start:end]
+        while piece and chunk is None:
+            room = inbox.space() if into else None
+            if room is None:
+                inbox.feed(piece)
+                piece = b""
+            else:
+                n = min(len(room), len(piece))
+                room[:n] = piece[:n]
+                room.release()
+                inbox.commit(n)
+                piece = piece[n:]
+            chunk = inbox.poll()
+        if piece:  # the step ended inside this read: the rest arrived with it
+            inbox.feed(piece)
+    return chunk
+
+
+@pytest.mark.usefixtures("small_sinks")
+@pytest.mark.parametrize("into", [True, False], ids=["recv_into", "feed"])
+@pytest.mark.parametrize(("step", "data", "chunk", "rest"), _LONG_CASES,
+                         ids=[repr(case[0]) for case in _LONG_CASES])
+def test_a_long_chunk_split_at_every_boundary_matches_as_one_read(
+    step: ReadStep, data: bytes, chunk: bytes, rest: bytes, into: bool
+) -> None:
+    for a in range(len(data) + 1):
+        for b in range(a, len(data) + 1):
+            inbox = Inbox()
+            inbox.begin(step)
+            got = _read_in(inbox, data, [a, b], into=into)
+            assert (got, bytes(inbox.buffer)) == (chunk, rest), (a, b)
+            assert type(got) is bytes
+
+
+@pytest.mark.usefixtures("small_sinks")
+def test_read_until_close_collects_past_its_room_and_hands_over_bytes() -> None:
+    data = bytes(range(256)) * 4
+    inbox = Inbox()
+    inbox.begin(ReadUntilClose())
+    assert _read_in(inbox, data, list(range(3, len(data), 7)), into=True) is None
+    inbox.commit(0)  # EOF
+    chunk = inbox.poll()
+    assert chunk == data and type(chunk) is bytes
+    assert not inbox.buffer
+
+
+@pytest.mark.usefixtures("small_sinks")
+@pytest.mark.parametrize("into", [True, False], ids=["recv_into", "feed"])
+def test_an_expect_mismatch_in_a_sink_reports_the_exact_offset(into: bool) -> None:
+    expected = bytes(range(100, 200))
+    for wrong in range(len(expected)):
+        data = expected[:wrong] + b"\x00" + expected[wrong + 1 :]
+        for cut in (1, 5, wrong, wrong + 1, 64, 99):
+            inbox = Inbox()
+            inbox.begin(Expect(expected))
+            with pytest.raises(Mismatch) as info:
+                _read_in(inbox, data, [min(cut, len(data))], into=into)
+            assert info.value.offset == wrong, (wrong, cut)
+            assert info.value.reason == f"wrong bytes at offset {wrong}"
+            assert info.value.received == (data[:cut] if wrong < cut else data)
+
+
+def test_a_long_expect_mismatch_offset_is_exact_in_one_read() -> None:
+    expected = bytes(1 << 20)
+    for wrong in (0, 1, 63, 64, 65, 4096, (1 << 20) - 1):
+        data = bytearray(expected)
+        data[wrong] = 1
+        info = mismatch(Expect(expected), bytes(data))
+        assert info.offset == wrong
+        assert info.received == data
+
+
+@pytest.mark.usefixtures("small_sinks")
+def test_the_buffer_shows_what_a_sink_holds_and_the_step_goes_on() -> None:
+    inbox = Inbox()
+    inbox.begin(Receive(10))
+    inbox.feed(b"abc")
+    assert inbox.poll() is None
+    room = inbox.space()
+    assert room is not None and len(room) == 7
+    room[:2] = b"de"
+    room.release()
+    inbox.commit(2)
+    assert bytes(inbox.buffer) == b"abcde"  # a timeout's message needs them
+    inbox.feed(b"fghijXY")
+    assert inbox.poll() == b"abcdefghijXY"  # back in the bytearray: all that arrived
+
+
+@pytest.mark.usefixtures("small_sinks")
+def test_eof_inside_a_sink_reports_what_arrived() -> None:
+    inbox = Inbox()
+    inbox.begin(Receive(10))
+    inbox.feed(b"abcdef")
+    assert inbox.poll() is None
+    inbox.commit(0)
+    with pytest.raises(Mismatch) as info:
+        inbox.poll()
+    assert (info.value.received, info.value.offset) == (b"abcdef", 6)
+
+
+def test_a_frame_prefix_claiming_gigabytes_reserves_nothing() -> None:
+    inbox = Inbox()
+    inbox.begin(ReadFrame(">Q"))
+    inbox.feed(struct.pack(">Q", 1 << 40) + b"x")
+    assert inbox.poll() is None
+    assert inbox.space() is None
 
 
 # ---------------------------------------------------------------------------
