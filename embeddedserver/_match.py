@@ -126,13 +126,16 @@ class Until(Matcher):
     def __init__(self, delimiter: bytes) -> None:
         self.delimiter = delimiter
         self.searched = 0  # bytes already known not to start the delimiter
+        self._pattern: re.Pattern[bytes] | None = None  # for a sink's memoryview
 
     def check(self, buffer: Buffer, eof: bool) -> int | None:
         # Each search covers the new bytes and the len(delimiter) - 1 before them.
         if type(buffer) is bytearray:
             at = buffer.find(self.delimiter, self.searched)
         else:  # a sink's memoryview has no find(); re searches any buffer, in C
-            found = re.compile(re.escape(self.delimiter)).search(buffer, self.searched)
+            if self._pattern is None:
+                self._pattern = re.compile(re.escape(self.delimiter))
+            found = self._pattern.search(buffer, self.searched)
             at = -1 if found is None else found.start()
         if at < 0:
             self.searched = max(0, len(buffer) - len(self.delimiter) + 1)
