@@ -358,8 +358,17 @@ class BaseServer:
         that must see every client that connected (the subclass serves what it admitted,
         and counts each one finished)."""
         with self._accepting:
+            # One poll(0) finds the listeners with a client waiting: an accept() on one with
+            # none would cost a system call and an exception (a teardown looks every time).
+            poller = select.poll()
+            by_fd = {}
             for listener in self._listeners:
-                while self._accept_one(listener) is not None:
+                fd = listener.fileno()
+                if fd >= 0:  # closed: the last connection max_connections allows was taken
+                    by_fd[fd] = listener
+                    poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(0):
+                while self._accept_one(by_fd[fd]) is not None:
                     pass
 
     def _accept_one(
