@@ -263,6 +263,12 @@ class CommandServer(BaseServer):
         #: Bytes a client sends after a script of expectations are no failure.
         self.allow_extra_bytes = _args.flag(allow_extra_bytes, "allow_extra_bytes")
         self._rbuf: bytearray | None = None  # the accept thread's read buffer
+        #: Whether a new connection should poll before its first read: the last one's
+        #: client had not sent yet when it first read (a read that meets EAGAIN is a
+        #: system call and an exception wasted; a poll before bytes already there is one
+        #: system call wasted). A guess, shared by the workers of a concurrent server;
+        #: every 8th connection reads first anyway, to find out whether it still holds.
+        self._poll_first = False
         self._exact: dict[int, bool] = {}  # id(script) -> _expects_exactly(script)
         self._live: dict[int, tuple[Connection, ScriptRunner]] = {}  # being served now
         self._settling = False  # a verdict waits for the connections to settle
@@ -341,7 +347,7 @@ class CommandServer(BaseServer):
         runner = ScriptRunner(script or (), record, self.timeout, emit=emit,
                               on_chunk=self._got_chunk, tls=self.ssl_context is not None)
         conn = Connection(sock, peer, runner, self._waker, ssl_context=self.ssl_context,
-                          rbuf=rbuf)
+                          rbuf=rbuf, poll_first=self._poll_first and number & 7 != 0)
         conn.on_idle = self._connection_idle
         with self._lock:
             self._live[number] = (conn, runner)
@@ -374,6 +380,7 @@ class CommandServer(BaseServer):
                 traceback=traceback.format_exc(), transcript=record.render(tail=8),
             ))
         finally:
+            self._poll_first = conn.first_read_waited
             conn.finish(record.ended or "server closed", tls_goodbye=False)
             with self._lock:
                 self._live.pop(number, None)
