@@ -122,6 +122,10 @@ class BaseServer:
         self.path = unix_path
         self.host: str | None = host if unix_path is None else None
         self._listeners, self.addresses = open_listeners(host, port, unix_path, backlog)
+        # What accept() would look up on each listener for every connection, as plain
+        # ints: its family and type properties convert them to enums each time.
+        self._kinds = {lst: (lst.family.value, lst.type.value, lst.proto)
+                       for lst in self._listeners}
         self._port: int | None = None if unix_path is not None else self.addresses[0][1]
         self._where = format_address(unix_path if unix_path is not None else self.addresses[0])
         self._waker = Waker()
@@ -379,9 +383,14 @@ class BaseServer:
         and counted finished), the peer, its number and whether it was the last one
         ``max_connections`` allows."""
         try:
-            sock, peer = listener.accept()
+            # socket.accept() without its per-call enum conversions (see _kinds).
+            fd, peer = listener._accept()  # type: ignore[attr-defined]
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None
+        family, kind, proto = self._kinds[listener]
+        sock = socket.socket(family, kind, proto, fileno=fd)
+        if socket.getdefaulttimeout() is None and listener.gettimeout():
+            sock.setblocking(True)  # as accept() does (a blocking listener: never here)
         number, last = self._count()
         if self._admit(sock, peer, number):
             return sock, peer, number, last

@@ -331,9 +331,7 @@ class CommandServer(BaseServer):
         record = ConnectionRecord(
             number, peer, script_length=len(script or ()), listener=self.on_event
         )
-        with self._lock:
-            self.connections.append(record)
-        record.add("note", text="connected")
+        record.add("note", b"", "connected")
         emit = self._emit if self.verbose or log.isEnabledFor(logging.INFO) else None
         if emit is not None:
             emit(record, "connected")
@@ -349,7 +347,8 @@ class CommandServer(BaseServer):
         conn = Connection(sock, peer, runner, self._waker, ssl_context=self.ssl_context,
                           rbuf=rbuf, poll_first=self._poll_first and number & 7 != 0)
         conn.on_idle = self._connection_idle
-        with self._lock:
+        with self._lock:  # one lock round-trip: both seen at once
+            self.connections.append(record)
             self._live[number] = (conn, runner)
         try:
             if script is None:
@@ -531,8 +530,7 @@ class CommandServer(BaseServer):
         )
 
     def _got_chunk(self, chunk: bytes) -> None:
-        with self._lock:
-            self.received.append(chunk)
+        self.received.append(chunk)  # atomic: list.append needs no lock
         self._on_chunk(chunk)
 
     def _record(self, failure: Failure) -> None:
