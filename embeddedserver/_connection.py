@@ -142,6 +142,9 @@ class Connection:
         self.timeout = runner.timeout
         self.inbox = runner.inbox
         self.open = True
+        #: True once bytes no step read were recorded at the close ("(left unread)",
+        #: "(after the script)").
+        self.unread = False
         self.ssl_context = ssl_context
         self._waker = waker
         #: While the connection waits for its client: POLLIN (for bytes or EOF) or POLLOUT
@@ -419,6 +422,7 @@ class Connection:
         """Record bytes the client sent that no step consumed (without waiting)."""
         if self.inbox.buffer:
             self.record.add("recv", self.inbox.take(len(self.inbox.buffer)), "(left unread)")
+            self.unread = True
         if self.inbox.eof:  # nothing comes after the client's FIN
             return
         # No poll() first: a read that finds nothing (EAGAIN) costs the same one system
@@ -431,6 +435,7 @@ class Connection:
             if not n:
                 return
             self.record.add("recv", bytes(self._rbuf[:n]), "(after the script)")
+            self.unread = True
 
     def close(self, how: str = "server closed", *, tls_goodbye: bool = True) -> None:
         """Close gracefully (FIN), first reading what the client already sent. On TLS,

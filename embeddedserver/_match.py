@@ -188,6 +188,8 @@ def _compare(
     (a Mismatch saying what *step* expected)."""
     if end <= start:
         return
+    if start == base == 0 and end == len(buffer) and expected.startswith(buffer):
+        return  # the whole buffer matches (the usual case): no view needed
     # bytes.startswith compares at memcmp speed; memoryview == memoryview goes byte by byte.
     with memoryview(buffer) as view:
         if expected.startswith(view[start:end], start - base):

@@ -321,13 +321,8 @@ class CommandServer(BaseServer):
 
     # -- serving a connection ------------------------------------------------
 
-    def _script_for(self, number: int) -> Sequence[Step] | None:
-        if self.plan is not None:
-            return self.plan.script_for(number)
-        return self.script
-
     def _serve(self, sock: socket.socket, peer: Any, number: int) -> None:
-        script = self._script_for(number)
+        script = self.plan.script_for(number) if self.plan is not None else self.script
         record = ConnectionRecord(
             number, peer, script_length=len(script or ()), listener=self.on_event
         )
@@ -342,8 +337,11 @@ class CommandServer(BaseServer):
         else:
             rbuf = self._rbuf
         # Leading before_tls steps (TLS misbehaviour) run on the raw socket, then TLS starts.
+        # Without a subclass's _on_chunk, a chunk goes straight into received.
+        plain = type(self)._on_chunk is CommandServer._on_chunk
         runner = ScriptRunner(script or (), record, self.timeout, emit=emit,
-                              on_chunk=self._got_chunk, tls=self.ssl_context is not None)
+                              on_chunk=self.received.append if plain else self._got_chunk,
+                              tls=self.ssl_context is not None)
         conn = Connection(sock, peer, runner, self._waker, ssl_context=self.ssl_context,
                           rbuf=rbuf, poll_first=self._poll_first and number & 7 != 0)
         conn.on_idle = self._connection_idle
@@ -359,7 +357,7 @@ class CommandServer(BaseServer):
                     connection=number, peer=peer,
                 ))
             conn.run()
-            extra = self._extra_bytes(script, record)
+            extra = self._extra_bytes(script, record) if conn.unread else None
             if extra is not None:
                 self._record(extra)
         except ServerStopped:
@@ -383,7 +381,8 @@ class CommandServer(BaseServer):
             conn.finish(record.ended or "server closed", tls_goodbye=False)
             with self._lock:
                 self._live.pop(number, None)
-            self._on_connection_end()
+            if type(self)._on_connection_end is not CommandServer._on_connection_end:
+                self._on_connection_end()
 
     # -- the verdict: what the clients already sent is judged first ----------------
 
