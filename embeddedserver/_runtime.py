@@ -126,6 +126,7 @@ class BaseServer:
         # ints: its family and type properties convert them to enums each time.
         self._kinds = {lst: (lst.family.value, lst.type.value, lst.proto)
                        for lst in self._listeners}
+        self._admits_all = type(self)._admit is BaseServer._admit  # no call to make
         self._port: int | None = None if unix_path is not None else self.addresses[0][1]
         self._where = format_address(unix_path if unix_path is not None else self.addresses[0])
         self._waker = Waker()
@@ -392,7 +393,7 @@ class BaseServer:
         if socket.getdefaulttimeout() is None and listener.gettimeout():
             sock.setblocking(True)  # as accept() does (a blocking listener: never here)
         number, last = self._count()
-        if self._admit(sock, peer, number):
+        if self._admits_all or self._admit(sock, peer, number):
             return sock, peer, number, last
         self._finished_one()  # refused: it ended here
         return None, peer, number, last
