@@ -379,8 +379,9 @@ class CommandServer(BaseServer):
         finally:
             self._poll_first = conn.first_read_waited
             conn.finish(record.ended or "server closed", tls_goodbye=False)
-            with self._lock:
-                self._live.pop(number, None)
+            # No lock: dict.pop is atomic, and a verdict that looks in between sees one
+            # connection more arriving than counted, and waits for it, as it should.
+            self._live.pop(number, None)
             if type(self)._on_connection_end is not CommandServer._on_connection_end:
                 self._on_connection_end()
 
