@@ -6,14 +6,14 @@ A server listens from its constructor on, but needs no thread of its own until a
 connects, and most servers in a test suite that no client reaches (or that a test stops
 before one comes) would pay for a thread, a wake-up and a join for nothing. So a server
 hands its listeners to the acceptor (``watch``), whose one daemon thread waits on all of
-them in one epoll (kqueue on the BSDs). When a listener becomes readable, the acceptor
+them in one epoll. When a listener becomes readable, the acceptor
 forgets that server's listeners and calls the server's *wake* (its accept thread's
 ``start``) once: the server's own thread then takes the connection from the backlog, as it
 takes every later one. The acceptor itself never accepts, so nothing of a connection
 passes through it. A server stopped before any client came calls ``forget``: it never had
 a thread, and its start + stop is a bind, two epoll changes and a close.
 
-Thread safety: the kernel's epoll and kqueue take changes from any thread while another
+Thread safety: the kernel's epoll takes changes from any thread while another
 waits in them, so ``watch`` and ``forget`` change the set at once, with no wake-up; the
 registry beside it is changed under one lock, which the thread also takes for each
 readable listener. ``forget`` that comes too late (the thread is handing the server
@@ -22,7 +22,7 @@ started.
 
 The thread is named ``embeddedserver:acceptor``; it starts with the first server and
 serves every later one, and a ``fork()``'s child closes its parent's epoll and starts its
-own on demand. Where neither epoll nor kqueue exists, ``ACCEPTOR`` is None and each server
+own on demand. Where there is no epoll (not Linux), ``acceptor()`` is None and each server
 starts its own thread at once.
 """
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
-import selectors
+import select
 import threading
 from collections.abc import Callable, Sequence
 
@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 #: The name of the acceptor's one thread (a test suite's thread-leak check may allow it).
 THREAD_NAME = "embeddedserver:acceptor"
 
-_Selector: type[selectors.BaseSelector] | None = getattr(
-    selectors, "EpollSelector", None
-) or getattr(selectors, "KqueueSelector", None)
+#: Linux's epoll takes changes from any thread while another waits in it (``selectors``
+#: is not used: its bookkeeping costs more than the system calls here).
+_HAS_EPOLL = hasattr(select, "epoll")
 
 
 class Ticket:
@@ -62,8 +62,8 @@ class Ticket:
 class Acceptor:
     """The process-wide watcher of listeners (use ``acceptor()``)."""
 
-    def __init__(self, selector_class: type[selectors.BaseSelector]) -> None:
-        self._selector = selector_class()
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
         self._lock = threading.Lock()
         self._tickets: dict[int, Ticket] = {}  # fd -> its server's ticket
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
@@ -76,7 +76,7 @@ class Acceptor:
         with self._lock:
             for fd in ticket.fds:
                 self._tickets[fd] = ticket
-                self._selector.register(fd, selectors.EVENT_READ, ticket)
+                self._epoll.register(fd, select.EPOLLIN)
         return ticket
 
     def forget(self, ticket: Ticket) -> bool:
@@ -93,17 +93,18 @@ class Acceptor:
         # Lock held.
         for fd in ticket.fds:
             del self._tickets[fd]
-            self._selector.unregister(fd)
+            self._epoll.unregister(fd)
 
     def _run(self) -> None:
-        select = self._selector.select
+        wait = self._epoll.poll
         while True:
-            for key, _ in select():
-                ticket: Ticket = key.data
+            for fd, _ in wait():
                 with self._lock:
-                    # Forgotten meanwhile (its descriptor may even be another server's
-                    # by now): only the registry says whose it is.
-                    if self._tickets.get(key.fd) is not ticket:
+                    # Forgotten meanwhile: only the registry says whose it is now (a
+                    # descriptor reused by a new server's listener at worst starts that
+                    # server's thread early).
+                    ticket = self._tickets.get(fd)
+                    if ticket is None:
                         continue
                     self._drop(ticket)
                     ticket.handing.acquire()
@@ -117,7 +118,7 @@ class Acceptor:
     def _after_fork_in_child(self) -> None:
         # The child has only the thread that forked: the parent's acceptor thread and
         # the servers it watched are not its own.
-        self._selector.close()
+        self._epoll.close()
 
 
 _instance: Acceptor | None = None
@@ -129,11 +130,11 @@ def acceptor() -> Acceptor | None:
     selector that takes changes while it waits (each server then runs its own thread)."""
     global _instance
     found = _instance
-    if found is not None or _Selector is None:
+    if found is not None or not _HAS_EPOLL:
         return found
     with _instance_lock:
         if _instance is None:
-            _instance = Acceptor(_Selector)
+            _instance = Acceptor()
         return _instance
 
 

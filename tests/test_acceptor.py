@@ -13,7 +13,7 @@ import pytest
 from embeddedserver import CommandServer, Expect, OneShotServer, TcpServer
 from embeddedserver._acceptor import THREAD_NAME, acceptor
 
-pytestmark = pytest.mark.skipif(acceptor() is None, reason="no epoll or kqueue here")
+pytestmark = pytest.mark.skipif(acceptor() is None, reason="no epoll here")
 
 
 def _threads_named(prefix: str) -> list[threading.Thread]:
@@ -79,7 +79,7 @@ def test_one_acceptor_thread_serves_every_server() -> None:
 def test_a_forked_child_runs_its_own_acceptor_and_keeps_none_of_its_parents() -> None:
     watcher = acceptor()
     assert watcher is not None
-    parent_epoll = watcher._selector.fileno()
+    parent_epoll = watcher._epoll.fileno()
     assert _target(parent_epoll) == "anon_inode:[eventpoll]"
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -109,3 +109,24 @@ def _target(fd: int) -> str:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return ""
+
+
+def test_without_an_acceptor_every_server_runs_its_own_thread_from_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a system without epoll gets: the thread starts in the constructor; the rest of
+    # the lifecycle is the same.
+    import embeddedserver._runtime
+
+    monkeypatch.setattr(embeddedserver._runtime, "acceptor", lambda: None)
+    for n in range(20):
+        server = CommandServer([Expect(b"hi"), b"ok"], verbose=False,
+                               expect_connections=n % 2)
+        assert server._thread.is_alive()
+        if n % 2:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"hi")
+                assert sock.recv(2) == b"ok"
+        server.verdict()
+        assert not server._thread.is_alive()
+        assert server.received == ([b"hi"] if n % 2 else [])
