@@ -20,6 +20,7 @@ from ._match import Inbox, Mismatch
 from .factories import CommandServerFactory, TcpServerFactory, read_frame, write_frame
 from .record import ConnectionRecord, Event, Failure, render_transcript, show_bytes
 from .replay import RecordingProxy
+from .rules import Matchable, Reply, Rule, RuleBook, Rules, rules_in
 from .scriptfile import (
     FORMAT_HEADER,
     ReadLike,
@@ -117,6 +118,7 @@ __all__ = [
     "Inbox",
     "Join",
     "LocalTLS",
+    "Matchable",
     "Mismatch",
     "OneShotServer",
     "PerConnection",
@@ -129,7 +131,11 @@ __all__ = [
     "ReadUntilClose",
     "Receive",
     "RecordingProxy",
+    "Reply",
     "Reset",
+    "Rule",
+    "RuleBook",
+    "Rules",
     "Script",
     "ScriptSyntaxError",
     "Send",
@@ -150,6 +156,7 @@ __all__ = [
     "parse_script",
     "read_frame",
     "render_transcript",
+    "rules_in",
     "save_script",
     "server_for_test",
     "show_bytes",

@@ -42,6 +42,13 @@ be run and checked with no socket at all::
     >>> runner.done(); runner.next_action(now=0.2), runner.ending
     (<Action.DONE: 'done'>, 'server closed')
 
+A ``Rules`` step (``embeddedserver.rules``) reads one request at a time with its read step,
+asks the ``RuleBook`` which rule answers it, and runs that rule's reply as a script of its
+own: while the reply runs, ``steps`` is the reply and the script's place waits in
+``_outer``; when the reply is over the ``Rules`` step reads the next request. A request no
+rule takes is a failure that does not end the connection (the step goes on with its
+``unmatched`` reply): it goes to ``on_report`` and ``reported``.
+
 Scripts are compiled once per server (``steps.compile_script``); a runner is made per
 connection and keeps only that connection's position, matcher and inbox.
 """
@@ -56,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 from ._match import Inbox, Mismatch
 from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE
 from .record import ConnectionRecord, Failure, show_bytes
+from .rules import RuleBook, Rules
 from .steps import (
     Call,
     Delay,
@@ -111,15 +119,20 @@ class ScriptRunner:
             steps, if the connection is still open.
         growing: when the steps run out, answer IDLE (more may be appended) instead of DONE.
         first_index: the index the first step has in failure messages.
+        rulebook: the counts of the ``Rules`` steps' rules, shared by a server's
+            connections (None: the runner keeps its own).
+        on_report: called with each failure that does not end the connection (a request
+            no rule takes), or None; ``reported`` lists them either way.
 
     Attributes the shell reads after an action: ``deadline``, ``outgoing``, ``call``,
     ``ending``, ``failure``; ``inbox`` holds the bytes received and not yet consumed.
     """
 
     __slots__ = (
-        "_final", "_gap", "_index", "_offset", "_started", "_tls_pending", "call",
-        "deadline", "emit", "ending", "failure", "first_index", "growing", "inbox",
-        "on_chunk", "outgoing", "record", "script_length", "steps", "timeout",
+        "_final", "_gap", "_index", "_offset", "_outer", "_requests", "_started",
+        "_tls_pending", "call", "deadline", "emit", "ending", "failure", "first_index",
+        "growing", "inbox", "on_chunk", "on_report", "outgoing", "record", "reported",
+        "rulebook", "script_length", "steps", "timeout",
     )
 
     def __init__(
@@ -133,6 +146,8 @@ class ScriptRunner:
         tls: bool = False,
         growing: bool = False,
         first_index: int = 0,
+        rulebook: RuleBook | None = None,
+        on_report: Callable[[Failure], None] | None = None,
     ) -> None:
         self.steps = steps
         self.record = record
@@ -157,6 +172,12 @@ class ScriptRunner:
         self._gap = False  # a Drip: a chunk went out, the pause before the next is due
         #: CLOSE or RESET once a step ended the connection (Close, Reset, a Hang's end).
         self._final: Action | None = None
+        self.rulebook = rulebook
+        self.on_report = on_report
+        self.reported: list[Failure] = []
+        #: While a rule's reply runs: the script and the index of its Rules step.
+        self._outer: tuple[Sequence[Step], int] | None = None
+        self._requests = 0  # requests a Rules step read on this connection
 
     # -- what the shell tells the runner ---------------------------------------------
 
@@ -204,8 +225,9 @@ class ScriptRunner:
             self._end(_CLOSE, "client reset")  # giving up with a reset is giving up
             return
         if isinstance(exc, TimeoutError):
-            what = step.describe() if isinstance(step, ReadStep) else repr(step)
-            got = bytes(self.inbox.buffer) if isinstance(step, ReadStep) else None
+            reads = isinstance(step, (ReadStep, Rules))
+            what = step.describe() if isinstance(step, (ReadStep, Rules)) else repr(step)
+            got = bytes(self.inbox.buffer) if reads else None
             self._fail("timeout", str(exc), expected=what, received=got)
         elif isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
             reset = isinstance(exc, ConnectionResetError)
@@ -214,7 +236,8 @@ class ScriptRunner:
                 "the client reset the connection (ECONNRESET)" if reset
                 else "the client had closed the connection (EPIPE)"
             )
-            received = bytes(self.inbox.buffer) if isinstance(step, ReadStep) else None
+            reads = isinstance(step, (ReadStep, Rules))
+            received = bytes(self.inbox.buffer) if reads else None
             self._fail("reset" if reset else "closed", summary, received=received)
         else:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -222,8 +245,9 @@ class ScriptRunner:
 
     def append(self, step: Step) -> None:
         """Add a step to a growing script (``growing=True``)."""
-        assert isinstance(self.steps, list), "append() needs the steps as a list"
-        self.steps.append(step)
+        steps = self.steps if self._outer is None else self._outer[0]
+        assert isinstance(steps, list), "append() needs the steps as a list"
+        steps.append(step)
 
     # -- what the runner asks of the shell ---------------------------------------------
 
@@ -235,6 +259,11 @@ class ScriptRunner:
             if self._final is not None:
                 return self._final
             if self._index >= len(self.steps):
+                if self._outer is not None:  # a rule's reply is over: the next request
+                    self.steps, self._index = self._outer
+                    self._outer = None
+                    self._started = False
+                    continue
                 if self._tls_pending:  # only before_tls steps: TLS still starts
                     return _START_TLS
                 if self.growing:
@@ -264,6 +293,12 @@ class ScriptRunner:
                     assert self.deadline is not None
                 if now >= self.deadline:
                     self._read_timed_out(step)
+                    continue
+                return _READ
+            if kind == "rules":
+                if TYPE_CHECKING:
+                    assert isinstance(step, Rules)
+                if self._rules(step, now):
                     continue
                 return _READ
             if kind == "send":
@@ -340,12 +375,21 @@ class ScriptRunner:
     @property
     def finished(self) -> bool:
         """True once the script ran to its end, or a step ended the connection."""
-        return self._final is not None or self._index >= len(self.steps)
+        return self._final is not None or (
+            self._outer is None and self._index >= len(self.steps))
 
     @property
     def index(self) -> int:
-        """The index (in failure messages) of the step running or next to run."""
-        return self.first_index + self._index
+        """The index (in failure messages) of the step running or next to run (while a
+        rule's reply runs, the index of its Rules step)."""
+        return self.first_index + (self._index if self._outer is None else self._outer[1])
+
+    @property
+    def between_requests(self) -> bool:
+        """True while a Rules step waits for a request and none has begun to arrive."""
+        step = self.step
+        return (self._outer is None and isinstance(step, Rules) and self._final is None
+                and self.failure is None and not self.inbox.buffer)
 
     # -- steps ---------------------------------------------------------------------
 
@@ -383,6 +427,96 @@ class ScriptRunner:
         self._started = False
         self.deadline = None
         return True
+
+    def _rules(self, step: Rules, now: float) -> bool:
+        """A Rules step: True once it moved on (a reply to run, the client closed, a
+        failure); False while it waits for the rest of a request."""
+        inbox = self.inbox
+        if not self._started:
+            self._started = True
+            self.deadline = now + (step.read.timeout or self.timeout)
+            try:
+                inbox.begin(step.read)
+            except Exception as exc:  # a user's ReadStep whose matcher() raised
+                self.io_error(exc)
+                return True
+        if inbox.idle:
+            pass
+        elif inbox.eof and not inbox.buffer:  # closed at a request boundary: the end
+            self.record.add("note", text=f"{CLIENT_EOF_NOTE} (EOF, after "
+                            f"{self._requests} request{'' if self._requests == 1 else 's'})")
+            self._advance()
+            return True
+        else:
+            try:
+                request = inbox.poll()
+            except Mismatch as exc:
+                kind = "closed" if inbox.eof and exc.offset == len(exc.received) else "mismatch"
+                self._fail(kind, exc.reason, expected=exc.expected, received=exc.received,
+                           offset=exc.offset)
+                return True
+            except Exception as exc:  # a user's read step raised
+                self.io_error(exc)
+                return True
+            if request is not None:
+                self._answer(step, request)
+                return True
+        assert self.deadline is not None
+        if now >= self.deadline:
+            self._read_timed_out(step.read)
+            return True
+        return False
+
+    def _answer(self, step: Rules, request: bytes) -> None:
+        """Count *request*, find the rule that answers it, and start that rule's reply."""
+        self._requests += 1
+        number = self._requests
+        self.record.add("recv", request, f"(request {number})")
+        try:
+            if self.emit is not None:
+                self.emit(self.record, f"request {number}: {show_bytes(request)}")
+            if self.on_chunk is not None:
+                self.on_chunk(request)
+            if self.rulebook is None:
+                self.rulebook = RuleBook()
+            index, why = self.rulebook.choose(step, request)
+        except Exception as exc:  # a hook or a user's predicate raised
+            self.io_error(exc)
+            return
+        if index is not None:
+            rule = step.rules[index]
+            self.record.add("note", text=f"request {number} answered by rule {index}: {rule!r}")
+            reply = rule.reply
+        else:
+            self.record.add("note", text=f"request {number} matched no rule: unmatched= "
+                            f"answers {list(step.unmatched)!r}")
+            failure = Failure(
+                kind="unmatched",
+                summary=f"request {number} on this connection: {why}",
+                connection=self.record.number,
+                peer=self.record.peer,
+                step_index=self.index,
+                step=step,
+                script_length=self._length(),
+                received=request,
+                transcript=self.record.render(tail=8),
+            )
+            self.reported.append(failure)
+            if self.on_report is not None:
+                try:
+                    self.on_report(failure)
+                except Exception as exc:
+                    self.io_error(exc)
+                    return
+            reply = step.unmatched
+        self._outer = (self.steps, self._index)
+        self.steps, self._index = reply, 0
+        self._started = False
+        self.deadline = None
+
+    def _length(self) -> int:
+        steps = self.steps if self._outer is None else self._outer[0]
+        return self.script_length if self.script_length is not None else len(steps)
 
     def _read_timed_out(self, step: ReadStep) -> None:
         timeout = step.timeout or self.timeout
@@ -431,15 +565,19 @@ class ScriptRunner:
     ) -> None:
         if received:
             self.record.add("recv", received, "(partial, step failed)")
-        steps = self.steps
+        step = self.steps[self._index]
+        if self._outer is not None:  # in a rule's reply: the Rules step is the script's
+            summary = f"in the reply to request {self._requests}, at {step!r}: {summary}"
+            outer, at = self._outer
+            step = outer[at]
         self.failure = Failure(
             kind=kind,
             summary=summary,
             connection=self.record.number,
             peer=self.record.peer,
             step_index=self.index,
-            step=steps[self._index],
-            script_length=self.script_length if self.script_length is not None else len(steps),
+            step=step,
+            script_length=self._length(),
             expected=expected,
             received=received,
             offset=offset,

@@ -49,6 +49,7 @@ from ._runner import ScriptRunner
 from ._runtime import BaseServer
 from ._text import plural
 from .record import ConnectionRecord, Event, Failure
+from .rules import RuleBook, Rules, rules_in
 from .steps import (
     Expect,
     ExpectClose,
@@ -271,6 +272,10 @@ class CommandServer(BaseServer):
         self._poll_first = False
         self._exact: dict[int, bool] = {}  # id(script) -> _expects_exactly(script)
         self._live: dict[int, tuple[Connection, ScriptRunner]] = {}  # being served now
+        #: The counts of the rules of the scripts' Rules steps, shared by the connections.
+        self._rulebook = RuleBook()
+        scripts = [self.script] if self.plan is None else [*self.plan.scripts, self.plan.then]
+        self._rules = [step for script in scripts for step in rules_in(script)]
         self._settling = False  # a verdict waits for the connections to settle
         self._quiet = False  # ...and they did: the clients sent nothing more
         super().__init__(host=host, port=port, path=path, backlog=backlog,
@@ -341,7 +346,8 @@ class CommandServer(BaseServer):
         plain = type(self)._on_chunk is CommandServer._on_chunk
         runner = ScriptRunner(script or (), record, self.timeout, emit=emit,
                               on_chunk=self.received.append if plain else self._got_chunk,
-                              tls=self.ssl_context is not None)
+                              tls=self.ssl_context is not None, rulebook=self._rulebook,
+                              on_report=self._record)
         conn = Connection(sock, peer, runner, self._waker, ssl_context=self.ssl_context,
                           rbuf=rbuf, poll_first=self._poll_first and number & 7 != 0)
         conn.on_idle = self._connection_idle
@@ -476,9 +482,10 @@ class CommandServer(BaseServer):
         )
 
     def _count_failures(self) -> list[Failure]:
+        rules = self._rulebook.failures(self._rules) if self._rules else []
         expected, count = self.expect_connections, self._accepted
         if expected is None or count in expected:
-            return []
+            return rules
         if count == 0:
             said = "no client connected"
         else:
@@ -494,7 +501,7 @@ class CommandServer(BaseServer):
         return [Failure(
             "connections",
             f"{said} to the server, which expected {wanted} ({hint})",
-        )]
+        ), *rules]
 
     def _backlog_waiting(self) -> bool:
         """True if a client waits in a listener's backlog (``_accepting`` held)."""
@@ -508,15 +515,15 @@ class CommandServer(BaseServer):
         """The failure of a script the server stopped in, or None for a step whose
         meaning is to wait for the client to give up (Hang) or to make it wait."""
         step = runner.step
-        if step is None or _gives_up(runner):
-            return None
+        if step is None or _gives_up(runner) or runner.between_requests:
+            return None  # a client may keep a connection to a Rules step open, idle
         if self._quiet:
             why = f"the client sent nothing more in {self.settle:g} s"
         else:
             why = "stop() came while it waited"
         if runner.tls_pending:
             what = "the client's side of the TLS handshake"
-        elif isinstance(step, ReadStep):
+        elif isinstance(step, (ReadStep, Rules)):
             what = step.describe()
         else:  # a send the client did not read
             what = f"the client to read {step!r}"
