@@ -67,7 +67,7 @@ Reply: TypeAlias = Script
 
 _MANY = 2**62
 #: How many of the closest rules an unmatched request's failure shows.
-_SHOWN = 3
+_SHOWN = 5
 
 
 def _bytes_regex(pattern: re.Pattern[bytes] | re.Pattern[str]) -> re.Pattern[bytes]:
@@ -409,7 +409,7 @@ def _explain(
             lines.append(f"  rule {i} {step.rules[i]!r} accepts it, but the rules are "
                          "ordered and a later rule has answered since")
     others = [i for i, ok in enumerate(accepted) if not ok]
-    if others:
+    if others and not any(accepted):  # else the rules that accept it say enough
         ranked = sorted(others, key=lambda i: -step.rules[i].similarity(request))
         lines.append("  the closest rules:")
         lines.extend(f"    rule {i} {step.rules[i]!r}: {step.rules[i].difference(request)}"
