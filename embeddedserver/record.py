@@ -134,7 +134,8 @@ class Failure:
     """A failed step or an exception on a server thread, with what is needed to act.
 
     *kind*: 'mismatch', 'timeout', 'closed', 'reset', 'error', 'unexpected connection',
-    'tls' (the client broke the TLS handshake).
+    'tls' (the client broke the TLS handshake), 'unmatched' (a request no rule of a
+    ``Rules`` step takes), 'rules' (a rule matched too few or too many times).
     """
 
     kind: str

@@ -24,12 +24,15 @@ answered by the first rule not used up, or by a later one when every rule before
 one has had its minimum; a rule passed over so is closed for good. A permanent rule
 (``times=None``) is never used up, so what follows it answers only what it refuses.
 
-The counts belong to the server (a ``RuleBook``), shared by all its connections and
-guarded by a lock, so a pooled client spreading its requests over several connections is
-judged as one. At the verdict a rule matched fewer or more times than its ``times`` says
-is a failure naming the rule, what it expected and what it got. A request no rule takes
-is a failure showing the request and the closest rules with how each differs; the server
-then answers it with ``unmatched=`` (by default ``Close()``).
+Every rule's matcher sees every request (outside any lock: a predicate may be slow), the
+first that accepts it and has uses left answers. The counts belong to the server (a
+``RuleBook``), shared by all its connections and guarded by a lock (so is the place an
+ordered step has reached: the sequence spans the connections), so a pooled client
+spreading its requests over several connections is judged as one. At the verdict a rule
+matched fewer or more times than its ``times`` says is a failure naming the rule, what it
+expected and what it got (a used-up rule counts the requests it had to refuse). A request
+no rule takes is a failure showing the request and the closest rules with how each
+differs; the server then answers it with ``unmatched=`` (by default ``Close()``).
 """
 
 from __future__ import annotations
@@ -235,7 +238,9 @@ class Rules(Step):
     Arguments:
         read: the read step that frames one request (``ReadLine()``, ``ReadUntil(b"\\n\\n")``,
             ``ReadFrame()``, ``Receive(n)`` or an int n...); its ``timeout`` is how long
-            the step waits for each request (else the server's).
+            the step waits for each request (else the server's): a client silent that
+            long between requests, neither sending nor closing, fails with a timeout.
+            A connection idle between requests when the server stops is no failure.
         rules: one or more ``Rule``.
         unmatched: the reply to a request no rule takes (which is also a failure):
             ``Close()`` (the default), ``Reset()``, or bytes such as ``b"-ERR\\r\\n"``

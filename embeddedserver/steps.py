@@ -12,6 +12,9 @@ client connection. Steps come in three families:
 * **action steps** (``Delay``, ``Close``, ``Reset``, ``HalfClose``, ``Hang``, ``Call``)
   do something to the connection.
 
+``embeddedserver.rules`` adds ``Rules``, a step that reads requests and answers each by
+the rule that matches it, for clients whose order of requests the test does not fix.
+
 Nothing in this module touches a socket. A read step is matched by an ``Inbox``:
 the I/O shell (``embeddedserver._connection``) feeds it the bytes it receives and asks whether the
 step is complete, incomplete, or can never match (``Mismatch``, raised at the first
@@ -184,7 +187,8 @@ class Step:
     #: in order like any other step.
     before_tls = False
     #: What the runner does with the step: "read", "send", "drip", "delay", "close",
-    #: "reset", "half-close", "hang" or "call" (a subclass inherits its base's).
+    #: "reset", "half-close", "hang", "call" or "rules" (``embeddedserver.rules``; a
+    #: subclass inherits its base's).
     kind: ClassVar[str] = "unknown"
 
     def __repr__(self) -> str:
@@ -713,7 +717,8 @@ def compile_script(commands: Script) -> tuple[Step, ...]:
     half = next((i for i, s in enumerate(steps) if isinstance(s, HalfClose)), None)
     if half is not None:
         for i in range(half + 1, len(steps)):
-            if isinstance(steps[i], (Send, HalfClose)):
+            # A Rules step (embeddedserver.rules) answers requests: it writes too.
+            if isinstance(steps[i], (Send, HalfClose)) or steps[i].kind == "rules":
                 raise ValueError(
                     f"command {i} ({steps[i]!r}) would write after HalfClose() at "
                     f"command {half}, which shut the write side"

@@ -193,6 +193,38 @@ def test_runner_a_reply_that_hangs_records_what_arrives() -> None:
     assert (b"more", "(while hanging)") in [(e.data, e.text) for e in runner.record.events]
 
 
+def test_runner_a_predicate_that_raises_fails_the_step_with_its_traceback() -> None:
+    def broken(request: bytes) -> bool:
+        raise KeyError(request)
+
+    runner = make_runner([Rules(ReadLine(), Rule(broken, b"never"))])
+    actions, sent = drive(runner, [b"x\n"])
+    assert actions[-1] is Action.FAILED and sent == []
+    assert runner.failure is not None and runner.failure.kind == "error"
+    assert "KeyError: b'x\\n'" in runner.failure.summary
+    assert "in broken" in runner.failure.traceback
+
+
+def test_runner_a_client_silent_between_requests_times_out() -> None:
+    runner = ScriptRunner(compile_script([Rules(ReadLine(timeout=2), Rule(b"a\n", b"A"))]),
+                          ConnectionRecord(1, None), 5.0)
+    assert runner.next_action(0.0) is Action.READ and runner.deadline == 2.0
+    runner.receive(b"a\n")
+    assert runner.next_action(1.0) is Action.SEND
+    runner.done()
+    assert runner.next_action(1.5) is Action.READ and runner.deadline == 3.5  # per request
+    assert runner.next_action(3.5) is Action.FAILED
+    assert runner.failure is not None and runner.failure.kind == "timeout"
+    assert "timed out after 2 s waiting for a line" in runner.failure.summary
+
+
+def test_a_rules_step_after_half_close_is_refused() -> None:
+    from embeddedserver import HalfClose
+
+    with pytest.raises(ValueError, match=re.escape("would write after HalfClose()")):
+        compile_script([HalfClose(), Rules(ReadLine(), Rule(b"x"))])
+
+
 # ---------------------------------------------------------------------------
 # arguments
 # ---------------------------------------------------------------------------
@@ -398,6 +430,28 @@ def test_framed_requests_are_matched_whole(make_server: MakeServer) -> None:
         client.sendall(frame[3:])
         assert client.recv(100) == SendFrame(b"world").data
     server.verdict()
+
+
+def test_one_rules_step_in_several_scripts_of_a_plan_counts_once_per_server() -> None:
+    from embeddedserver import PerConnection
+
+    step = Rules(ReadLine(), Rule(b"HI\n", b"hello\n", times=2))
+    plan = PerConnection([step], [b"x\n", step])
+    with CommandServer(plan, verbose=False, expect_connections=2) as server:
+        with LineClient(server.address) as client:
+            assert client.ask(b"HI\n") == b"hello\n"
+        with LineClient(server.address) as client:
+            assert client.reply() == b"x\n"
+            client.sock.sendall(b"HI\n")
+            assert client.reply() == b"hello\n"
+
+
+def test_two_servers_with_the_same_rules_step_count_apart() -> None:
+    step = Rules(ReadLine(), Rule(b"HI\n", b"hello\n", times=1))
+    for _ in range(2):
+        with CommandServer([step], verbose=False) as server:
+            with LineClient(server.address) as client:
+                assert client.ask(b"HI\n") == b"hello\n"
 
 
 def test_ordered_rules_answer_in_their_order() -> None:
