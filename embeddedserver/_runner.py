@@ -295,12 +295,6 @@ class ScriptRunner:
                     self._read_timed_out(step)
                     continue
                 return _READ
-            if kind == "rules":
-                if TYPE_CHECKING:
-                    assert isinstance(step, Rules)
-                if self._rules(step, now):
-                    continue
-                return _READ
             if kind == "send":
                 if TYPE_CHECKING:
                     assert isinstance(step, Send)
@@ -356,6 +350,12 @@ class ScriptRunner:
                 self._started = True
                 self.call = step.func
                 return _CALL
+            if kind == "rules":
+                if TYPE_CHECKING:
+                    assert isinstance(step, Rules)
+                if self._rules(step, now):
+                    continue
+                return _READ
             self._fail("error", f"TypeError: this server cannot run {step!r}")
 
     def ending_after(self, kind: str) -> str:
