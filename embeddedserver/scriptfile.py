@@ -51,7 +51,25 @@ binary data, 16 bytes a line.
 ``close``, ``reset``        close gracefully; reset (the client gets ECONNRESET)
 ``half-close``              shut the server's write side, keep reading
 ``hang [SECONDS]``          stay silent until the client closes (or SECONDS pass)
+``rules [ordered] read ..`` a ``Rules`` step (``embeddedserver.rules``) whose requests
+                            the read after it frames (``rules read line``...), up to
+                            ``end rules``; inside, each ``rule [times T] DATA`` or
+                            ``rule [times T] regex "RE"`` line is followed by the steps
+                            of its reply, ``unmatched`` by the reply to a request no
+                            rule takes (by default: close). T is N (exactly), N..M or
+                            N.. (at least N)
 ==========================  =========================================================
+
+For example::
+
+    rules read line
+      rule "PING\\r\\n"
+        server: "+PONG\\r\\n"
+      rule times 1 regex "^AUTH "
+        server: "+OK\\r\\n"
+      unmatched
+        server: "-ERR unknown\\r\\n"
+    end rules
 
 A file with one connection loads as a plain script (served to every connection); with
 several it loads as a ``PerConnection`` plan (one script per connection, in order). A
@@ -73,6 +91,7 @@ from . import _args
 from ._match import Matcher
 from ._text import CLIENT_EOF_NOTE, ESCAPES_ACCEPTED, SERVER_EOF_NOTE, BadEscape, unescape
 from .record import ConnectionRecord, show_bytes
+from .rules import Rule, Rules
 from .steps import (
     RECEIVE,
     Close,
@@ -398,10 +417,12 @@ _HEX_RUN = re.compile(r'[^"#]*')  # a hex run ends at a quote, a comment or the 
 
 _KEYWORDS = (
     "connection", "client:", "server:", "expect", "read", "delay", "close", "reset",
-    "half-close", "hang",
+    "half-close", "hang", "rules", "rule", "unmatched", "end",
 )
 _DATA_KEYWORDS = ("client:", "server:")
-_CONTINUED = ("client:", "server:", "expect", "read until")  # steps whose data may go on
+# steps whose data may go on
+_CONTINUED = ("client:", "server:", "expect", "read until", "rule")
+_TIMES = re.compile(r"(\d+)(?:(\.\.)(\d*))?")  # times N, N..M, N..
 
 
 class _Lexer:
@@ -573,6 +594,33 @@ def _parse_step(lex: _Lexer, keyword: str, rest: str) -> _Item:
                 f"read takes nothing, a byte count, 'line', 'until DATA' or 'to close', "
                 f"not {' '.join(words)!r}"
             )
+    elif keyword == "rules":
+        if words[:1] == ["ordered"]:
+            item.args = ["ordered"]
+            rest = rest.strip()[len("ordered"):]
+            words = words[1:]
+        if words[:1] != ["read"]:
+            raise lex.error("rules takes the read step that frames a request: rules read "
+                            "line, rules read until DATA, rules read N (after 'ordered')")
+        read = _parse_step(lex, "read", rest.strip()[len("read"):])
+        item.data, item.args = read.data, [*item.args, read.keyword, *read.args]
+    elif keyword == "rule":
+        rest = rest.strip()
+        if words[:1] == ["times"]:
+            times = _TIMES.fullmatch(words[1]) if len(words) > 1 else None
+            if times is None:
+                raise lex.error("rule times takes N (exactly), N..M or N.. (at least N), "
+                                "such as rule times 2 \"PING\\r\\n\"")
+            item.args = [words[1]]
+            rest = rest[len("times"):].strip()[len(words[1]):]
+        if rest.strip().startswith("regex"):
+            item.keyword = "rule regex"
+            item.data = bytearray(lex.regex(rest.strip()[len("regex"):]))
+        else:
+            item.data = bytearray(lex.data(rest, "rule"))
+    elif keyword == "end":
+        if words != ["rules"]:
+            raise lex.error("end takes 'rules': end rules closes a rules block")
     elif keyword == "delay":
         if len(words) != 1:
             raise lex.error("delay takes one number of seconds, such as delay 0.25")
@@ -623,18 +671,97 @@ def _build_step(item: _Item, exact: bool) -> Step:
     return HalfClose()
 
 
+def _times(word: str) -> int | range:
+    match = _TIMES.fullmatch(word)
+    assert match is not None  # checked by the parser
+    low, dots, high = match.groups()
+    if not dots:
+        return int(low)
+    return range(int(low), int(high) + 1 if high else 2**62)
+
+
+def _build_rules(
+    items: list[_Item], filename: str, exact: bool, keep_timing: bool
+) -> tuple[Step, int]:
+    """The Rules step of the block that starts at ``items[0]``, and the items it took."""
+    head = items[0]
+    end = next((i for i, it in enumerate(items) if it.keyword == "end"), None)
+    if end is None:
+        raise ScriptSyntaxError("this rules block has no 'end rules' line", filename,
+                                head.lineno, head.line)
+    ordered = head.args[:1] == ["ordered"]
+    read_args = head.args[1:] if ordered else head.args
+    read = _build_step(_Item(head.lineno, head.line, read_args[0], head.data, read_args[1:]),
+                       exact)
+    rules: list[Rule] = []
+    unmatched: list[Step] | None = None
+    owner: _Item | None = None
+    reply: list[Step] = []
+
+    def finish() -> None:
+        nonlocal unmatched
+        if owner is None:
+            return
+        try:
+            if owner.keyword == "unmatched":
+                unmatched = reply[:]
+            else:
+                data = bytes(owner.data or b"")
+                match: bytes | re.Pattern[bytes] = (
+                    re.compile(data) if owner.keyword == "rule regex" else data)
+                times = _times(owner.args[0]) if owner.args else None
+                rules.append(Rule(match, reply[:], times=times))
+        except (TypeError, ValueError, re.error) as exc:
+            raise ScriptSyntaxError(str(exc), filename, owner.lineno, owner.line) from None
+
+    for item in items[1:end]:
+        if item.keyword in ("rule", "rule regex", "unmatched"):
+            finish()
+            owner, reply = item, []
+        elif owner is None:
+            raise ScriptSyntaxError("a rules block starts with a rule line", filename,
+                                    item.lineno, item.line)
+        elif item.keyword in ("rules", "connection"):
+            raise ScriptSyntaxError(f"{item.keyword} inside a rules block (end it first "
+                                    "with 'end rules')", filename, item.lineno, item.line)
+        elif item.keyword != "delay" or keep_timing:
+            try:
+                reply.append(_build_step(item, exact))
+            except (TypeError, ValueError) as exc:
+                raise ScriptSyntaxError(str(exc), filename, item.lineno, item.line) from None
+    finish()
+    try:
+        assert isinstance(read, ReadStep)
+        step = Rules(read, *rules, unmatched=Close() if unmatched is None else unmatched,
+                     ordered=ordered)
+    except (TypeError, ValueError) as exc:
+        raise ScriptSyntaxError(str(exc), filename, head.lineno, head.line) from None
+    return step, end + 1
+
+
 def _build_script(section: _Section, filename: str, exact: bool, keep_timing: bool) -> list[Step]:
     steps: list[Step] = []
     owners: list[_Item] = []
     dropped = 0
-    for item in section.items:
+    at = 0
+    while at < len(section.items):
+        item = section.items[at]
+        at += 1
         if item.keyword == "delay" and not keep_timing:
             dropped += 1
             continue
-        try:
-            step = _build_step(item, exact)
-        except (TypeError, ValueError) as exc:
-            raise ScriptSyntaxError(str(exc), filename, item.lineno, item.line) from None
+        if item.keyword == "rules":
+            step, took = _build_rules(section.items[at - 1:], filename, exact, keep_timing)
+            at += took - 1
+        elif item.keyword in ("rule", "rule regex", "unmatched", "end"):
+            raise ScriptSyntaxError(f"{item.keyword.split()[0]} outside a rules block (start "
+                                    "one with 'rules read line' or another read)",
+                                    filename, item.lineno, item.line)
+        else:
+            try:
+                step = _build_step(item, exact)
+            except (TypeError, ValueError) as exc:
+                raise ScriptSyntaxError(str(exc), filename, item.lineno, item.line) from None
         if owners and steps[-1].ends_connection:
             raise ScriptSyntaxError(
                 f"this step can never run: line {owners[-1].lineno} "
@@ -643,7 +770,7 @@ def _build_script(section: _Section, filename: str, exact: bool, keep_timing: bo
             )
         shut = next((o for s, o in zip(steps, owners, strict=True) if isinstance(s, HalfClose)),
                     None)
-        if shut is not None and isinstance(step, (Send, HalfClose)):
+        if shut is not None and isinstance(step, (Send, HalfClose, Rules)):
             raise ScriptSyntaxError(
                 f"this step would write after half-close at line {shut.lineno}, "
                 "which shut the server's write side",

@@ -661,7 +661,8 @@ def test_bad_file_error_names_the_file_and_line(tmp_path: Path) -> None:
         CommandServer.from_file(script, verbose=False)
     assert str(caught.value) == (
         f"{script}, line 3: unknown step 'clsoe' (did you mean 'close'?); steps are: "
-        "connection, client:, server:, expect, read, delay, close, reset, half-close, hang"
+        "connection, client:, server:, expect, read, delay, close, reset, half-close, hang, "
+        "rules, rule, unmatched, end"
         "\n    clsoe"
     )
     assert isinstance(caught.value, ValueError)

@@ -612,3 +612,65 @@ def test_each_wrong_client_fails_and_its_twin_passes_every_time(
                 server.verdict()
         finally:
             server.stop()
+
+
+# ---------------------------------------------------------------------------
+# the script-file form
+# ---------------------------------------------------------------------------
+
+RULES_FILE = r'''
+# a Redis-like server, answering in any order
+rules read line
+  rule "PING\n"
+    server: "+PONG\n"
+  rule times 1 regex "^AUTH "
+    server: "+OK\n"
+  rule times 0..1 "BOOM\n"
+    reset
+  unmatched
+    server: "-ERR unknown\n"
+end rules
+'''
+
+
+def test_a_script_file_rules_block_loads_as_a_rules_step() -> None:
+    from embeddedserver import parse_script
+
+    script = parse_script(RULES_FILE)
+    assert isinstance(script, list)
+    [step] = script
+    assert isinstance(step, Rules)
+    assert repr(step) == (
+        "Rules(ReadLine(), Rule(b'PING\\n', [Send(b'+PONG\\n')]), "
+        "Rule(re.compile(b'^AUTH '), [Send(b'+OK\\n')], times=1), "
+        "Rule(b'BOOM\\n', [Reset()], times=range(0, 2)), "
+        "unmatched=[Send(b'-ERR unknown\\n')])")
+
+
+def test_a_script_file_with_rules_serves_clients(tmp_path: Path) -> None:
+    path = tmp_path / "redis.script"
+    path.write_text(RULES_FILE, encoding="utf-8")
+    with CommandServer.from_file(path, verbose=False) as server:
+        with LineClient(server.address) as client:
+            assert client.ask(b"PING\n") == b"+PONG\n"
+            assert client.ask(b"AUTH me\n") == b"+OK\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('rules read line\n  rule "x"\n', "line 1: this rules block has no 'end rules' line"),
+        ('rule "x"\n', "rule outside a rules block"),
+        ("rules line\nend rules\n", "rules takes the read step that frames a request"),
+        ('rules read line\n  rule times two "x"\nend rules\n', "rule times takes N"),
+        ('rules read line\n  rule times 0 "x"\nend rules\n', "times must be >= 1"),
+        ('rules read line\n  rule "x"\n    read line\nend rules\n', "a reply only sends"),
+        ("rules read line\nend rules\n", "Rules needs at least one Rule"),
+        ('rules read line\n  server: "x"\nend rules\n', "starts with a rule line"),
+    ],
+)
+def test_a_bad_rules_block_names_its_line(text: str, words: str) -> None:
+    from embeddedserver import ScriptSyntaxError, parse_script
+
+    with pytest.raises(ScriptSyntaxError, match=re.escape(words)):
+        parse_script(text)
