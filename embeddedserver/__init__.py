@@ -9,7 +9,8 @@
 The package reads from the pure core up to the shells: ``steps`` (the command language),
 ``record`` (transcripts and failures) and ``scriptfile`` (the text format) touch no socket;
 ``_connection`` and ``_listen`` are the runtime that serves a script on sockets;
-``servers``, ``tcpserver``, ``factories``, ``replay`` and ``tls`` are the ways to drive it;
+``servers``, ``tcpserver``, ``factories``, ``replay``, ``faults`` and ``tls`` are the ways to
+drive it;
 ``plugin`` (pytest), ``cli`` and ``demo`` sit on top.
 """
 
@@ -18,6 +19,22 @@ from ._connection import Connection, ServerStopped, StepFailed
 from ._listen import listen_tcp
 from ._match import Inbox, Mismatch
 from .factories import CommandServerFactory, TcpServerFactory, read_frame, write_frame
+from .faults import (
+    DOWNSTREAM,
+    UPSTREAM,
+    Bandwidth,
+    Blackhole,
+    Direction,
+    Fault,
+    FaultHandle,
+    FaultProxy,
+    Latency,
+    LimitData,
+    ResetPeer,
+    Slicer,
+    SlowClose,
+    Timeout,
+)
 from .record import ConnectionRecord, Event, Failure, render_transcript, show_bytes
 from .replay import RecordingProxy
 from .scriptfile import (
@@ -84,6 +101,7 @@ from .tls import (
 __all__ = [
     "AT_LEAST_ONE",
     "DEFAULT_TIMEOUT",
+    "DOWNSTREAM",
     "FORMAT_HEADER",
     "JOIN_TIMEOUT",
     "PLAINTEXT_REPLY",
@@ -91,10 +109,13 @@ __all__ = [
     "SETTLE",
     "TCPSERVER_TIMEOUT",
     "TLS_HOSTNAMES",
+    "UPSTREAM",
     "AbortHandshake",
     "AcceptAndClose",
     "AsyncioCommandServer",
     "AsyncioServerOptions",
+    "Bandwidth",
+    "Blackhole",
     "Call",
     "Close",
     "CloseWithoutNotify",
@@ -104,6 +125,7 @@ __all__ = [
     "Connection",
     "ConnectionRecord",
     "Delay",
+    "Direction",
     "Drip",
     "Event",
     "Expect",
@@ -111,11 +133,16 @@ __all__ = [
     "ExpectFrame",
     "ExpectRegex",
     "Failure",
+    "Fault",
+    "FaultHandle",
+    "FaultProxy",
     "Garbage",
     "HalfClose",
     "Hang",
     "Inbox",
     "Join",
+    "Latency",
+    "LimitData",
     "LocalTLS",
     "Mismatch",
     "OneShotServer",
@@ -130,16 +157,20 @@ __all__ = [
     "Receive",
     "RecordingProxy",
     "Reset",
+    "ResetPeer",
     "Script",
     "ScriptSyntaxError",
     "Send",
     "SendFrame",
     "ServerOptions",
     "ServerStopped",
+    "Slicer",
+    "SlowClose",
     "Step",
     "StepFailed",
     "TcpServer",
     "TcpServerFactory",
+    "Timeout",
     "at_least",
     "compile_script",
     "describe_steps",

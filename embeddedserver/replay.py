@@ -48,7 +48,6 @@ import logging
 import os
 import select
 import socket
-import struct
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -56,6 +55,13 @@ from typing import Any
 from . import _args
 from ._args import DEFAULT_TIMEOUT
 from ._connection import poll_ms
+from ._forward import BUFFER_LIMIT as _BUFFER_LIMIT
+from ._forward import CHUNK as _CHUNK
+from ._forward import ERR as _ERR
+from ._forward import IN as _IN
+from ._forward import OUT as _OUT
+from ._forward import Pipe as _Pipe
+from ._forward import abort as _abort
 from ._listen import check_unix_path
 from ._runtime import BaseServer
 from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE, format_address
@@ -72,33 +78,6 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------
 # the recording proxy
 # ---------------------------------------------------------------------------
-
-_CHUNK = 65536
-_BUFFER_LIMIT = 1 << 20  # stop reading a side while this much waits for the other side
-_IN = select.POLLIN | select.POLLPRI
-_OUT = select.POLLOUT
-_ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
-
-
-class _Pipe:
-    """One proxied connection: the client socket, the upstream one, and what is in flight."""
-
-    def __init__(self, client: socket.socket, record: ConnectionRecord) -> None:
-        self.client = client
-        self.record = record
-        self.upstream: socket.socket | None = None
-        self.connecting = True
-        self.deadline = 0.0
-        self.to_upstream = bytearray()
-        self.to_client = bytearray()
-        self.client_eof = False
-        self.upstream_eof = False
-        self.shut = [False, False]  # [toward upstream, toward client]: FIN passed on
-        self.done = False
-
-    def sockets(self) -> list[socket.socket]:
-        return [s for s in (self.client, self.upstream) if s is not None]
-
 
 class RecordingProxy(BaseServer):
     """Forward connections to a real server and record each conversation.
@@ -383,15 +362,6 @@ class RecordingProxy(BaseServer):
             except OSError:
                 pass
         log.info("%r: connection #%d ended (%s)", self, pipe.record.number, pipe.record.ended)
-
-
-def _abort(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0, so the peer gets ECONNRESET."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
 
 
 def _resolve_target(target: Any) -> tuple[str, int, Any]:
