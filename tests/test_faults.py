@@ -8,6 +8,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -428,3 +429,30 @@ def test_bad_add_arguments(proxy: FaultProxy) -> None:
 def test_bad_seed(echo: tuple[str, int]) -> None:
     with pytest.raises(TypeError, match=r"seed must be .* None \(pick one\), not 1\.5"):
         FaultProxy(echo, seed=1.5)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------
+# the module's example, and a Unix-socket upstream
+# ---------------------------------------------------------------------------
+
+
+def test_the_module_docstring_example_runs() -> None:
+    import doctest
+
+    import embeddedserver.faults
+
+    result = doctest.testmod(embeddedserver.faults)
+    assert result.attempted and not result.failed
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix-domain sockets")
+def test_a_unix_socket_upstream(tmp_path: Path) -> None:
+    where = str(tmp_path / "real.sock")
+    with CommandServer([Expect(b"ping"), Send(b"pong")], path=where, verbose=False):
+        with FaultProxy(where, seed=2) as proxy:
+            proxy.add(Latency(0.05), "downstream")
+            with connect(proxy) as client:
+                start = time.monotonic()
+                client.sendall(b"ping")
+                assert read_exactly(client, 4) == b"pong"
+                assert time.monotonic() - start >= 0.05
