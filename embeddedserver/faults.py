@@ -6,7 +6,8 @@ Model
 same ``connections`` records) whose forwarding passes each direction through the faults
 added to it. A direction is ``"upstream"`` (client to server) or ``"downstream"`` (server
 to client). A fault is a small frozen value (``Latency``, ``Bandwidth``, ``Slicer``,
-``LimitData``, ``Timeout``, ``ResetPeer``, ``SlowClose``, ``Blackhole``); ``proxy.add()``
+``LimitData``, ``Timeout``, ``ResetPeer``, ``SlowClose``, ``Blackhole``, ``OnPattern``);
+``proxy.add()``
 puts one on a direction and returns a ``FaultHandle`` to ``change()`` or ``remove()`` it
 while the test runs.
 
@@ -68,6 +69,7 @@ __all__ = [
     "FaultProxy",
     "Latency",
     "LimitData",
+    "OnPattern",
     "ResetPeer",
     "Slicer",
     "SlowClose",
@@ -188,8 +190,39 @@ class Blackhole:
     """Drop every byte (and the EOF) in the direction; the connection stays open."""
 
 
-Fault = Latency | Bandwidth | Slicer | LimitData | Timeout | ResetPeer | SlowClose | Blackhole
-_FAULT_TYPES = (Latency, Bandwidth, Slicer, LimitData, Timeout, ResetPeer, SlowClose, Blackhole)
+_ACTIONS = ("reset", "close", "delay")
+
+
+@dataclass(frozen=True)
+class OnPattern:
+    """When *pattern* passes (it may span reads), once per connection: ``"reset"``
+    both sides (RST) or ``"close"`` them (FIN) right after it, the pattern itself
+    forwarded; or ``"delay"`` what follows it by *delay* seconds."""
+
+    pattern: bytes
+    action: Literal["reset", "close", "delay"] = "reset"
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pattern, bytes):
+            raise TypeError(f"OnPattern pattern must be bytes, not {self.pattern!r}")
+        if not self.pattern:
+            raise ValueError("OnPattern pattern must not be empty")
+        if self.action not in _ACTIONS:
+            raise ValueError(f"OnPattern action must be one of {', '.join(map(repr, _ACTIONS))}"
+                             f", not {self.action!r}")
+        _args.duration(self.delay, "OnPattern delay")
+        if self.delay and self.action != "delay":
+            raise ValueError(f"OnPattern delay is for action 'delay', not {self.action!r}")
+
+
+Fault = (
+    Latency | Bandwidth | Slicer | LimitData | Timeout | ResetPeer | SlowClose | Blackhole
+    | OnPattern
+)
+_FAULT_TYPES = (
+    Latency, Bandwidth, Slicer, LimitData, Timeout, ResetPeer, SlowClose, Blackhole, OnPattern
+)
 _FAULT_NAMES = ", ".join(t.__name__ for t in _FAULT_TYPES)
 
 
@@ -285,6 +318,8 @@ class _Applied:
     fault: Fault
     since: float
     rng: random.Random
+    tail: bytes = b""  # OnPattern: the end of what passed, a match may start in it
+    fired: bool = False  # OnPattern: matched (once per connection)
 
 
 class _FaultPipe(Pipe):
@@ -518,7 +553,7 @@ class FaultProxy(RecordingProxy):
         self._sync(pipe, now)
         stream = pipe.streams[index]
         if stream.end is not None or self._has(pipe, index, Blackhole):
-            return  # dropped: past a limit, or into the hole
+            return  # dropped: past a limit or a pattern, or into the hole
         if self._has(pipe, index, Timeout):
             stream.held.extend(data)
             return
@@ -528,6 +563,24 @@ class FaultProxy(RecordingProxy):
         """Queue *data* with the time each piece may go, through the direction's faults."""
         stream = pipe.streams[index]
         active = self._active(pipe, index)
+        for applied in active:
+            fault = applied.fault
+            if not isinstance(fault, OnPattern) or applied.fired:
+                continue
+            cut = _match_end(applied, fault.pattern, data)
+            if cut is None:
+                continue
+            applied.fired = True
+            pipe.record.add("note", text=f"fault {fault!r}: the pattern passed "
+                            f"{DOWNSTREAM if index else UPSTREAM}")
+            if fault.action == "delay":  # what follows waits: the queue keeps order
+                self._schedule(pipe, index, data[:cut], now)
+                stream.last_release = max(stream.last_release, now + fault.delay)
+                if cut < len(data):
+                    self._schedule(pipe, index, data[cut:], now)
+                return
+            data = data[:cut]
+            stream.end = fault.action
         for applied in active:
             fault = applied.fault
             limit = (fault.limit if isinstance(fault, LimitData)
@@ -663,3 +716,14 @@ def _slices(data: bytes, fault: Slicer, rng: random.Random) -> list[bytes]:
         pieces.append(data[start:start + size])
         start += size
     return pieces
+
+
+def _match_end(applied: _Applied, pattern: bytes, data: bytes) -> int | None:
+    """Where in *data* the first *pattern* ends (it may start in what passed before),
+    or None, keeping the tail a later match may start in."""
+    window = applied.tail + data
+    at = window.find(pattern)
+    if at < 0:
+        applied.tail = window[max(0, len(window) - len(pattern) + 1):] if len(pattern) > 1 else b""
+        return None
+    return at + len(pattern) - len(applied.tail)

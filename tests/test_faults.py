@@ -22,6 +22,7 @@ from embeddedserver import (
     FaultProxy,
     Latency,
     LimitData,
+    OnPattern,
     ResetPeer,
     Send,
     Slicer,
@@ -266,6 +267,40 @@ def test_blackhole_upstream_keeps_the_server_from_hearing(proxy: FaultProxy) -> 
     assert proxy.connections[0].sent == b""  # the echo server heard nothing
 
 
+def test_on_pattern_resets_when_the_client_sends_it(proxy: FaultProxy) -> None:
+    proxy.add(OnPattern(b"QUIT"), "upstream")
+    with connect(proxy) as client:
+        client.sendall(b"GET a\r\n")
+        assert read_exactly(client, 7) == b"GET a\r\n"  # no match yet: forwarded
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            client.sendall(b"QUIT\r\n")
+            client.recv(100)
+    proxy.wait_idle()
+    assert proxy.connections[0].ended == "fault: reset"
+
+
+def test_on_pattern_matches_across_reads_and_closes_after_it(proxy: FaultProxy) -> None:
+    proxy.add(OnPattern(b"STOP", "close"), "downstream")
+    with connect(proxy) as client:
+        client.sendall(b"xxST")
+        assert read_exactly(client, 4) == b"xxST"  # the proxy has read the first half
+        client.sendall(b"OPyy")
+        assert read_exactly(client, 10) == b"OP"  # through the pattern, then EOF
+        assert client.recv(10) == b""
+
+
+def test_on_pattern_delays_what_follows(proxy: FaultProxy) -> None:
+    proxy.add(OnPattern(b"|", "delay", delay=0.2), "downstream")
+    with connect(proxy) as client:
+        start = time.monotonic()
+        client.sendall(b"ab|cd")
+        assert read_exactly(client, 3) == b"ab|"  # through the pattern: not held
+        assert read_exactly(client, 2) == b"cd"
+        assert 0.2 <= time.monotonic() - start < 0.2 + SLACK
+        client.sendall(b"ef")  # once only: later bytes go at once (after the queue)
+        assert read_exactly(client, 2) == b"ef"
+
+
 # ---------------------------------------------------------------------------
 # which connections: scope, toxicity, the seed
 # ---------------------------------------------------------------------------
@@ -400,6 +435,12 @@ def test_stop_is_prompt_in_every_fault(
     (lambda: LimitData(1.5),  # type: ignore[arg-type]
      TypeError, "LimitData limit"),
     (lambda: ResetPeer(after=-1), ValueError, "ResetPeer after"),
+    (lambda: OnPattern(b""), ValueError, "must not be empty"),
+    (lambda: OnPattern("x"),  # type: ignore[arg-type]
+     TypeError, "pattern must be bytes"),
+    (lambda: OnPattern(b"x", "explode"),  # type: ignore[arg-type]
+     ValueError, "one of 'reset', 'close', 'delay'"),
+    (lambda: OnPattern(b"x", delay=1), ValueError, "for action 'delay'"),
     (lambda: SlowClose(None),  # type: ignore[arg-type]
      TypeError, "SlowClose delay"),
 ])
