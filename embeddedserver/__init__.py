@@ -16,18 +16,10 @@ drive it;
 
 from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT, TCPSERVER_TIMEOUT
 from ._connection import Connection, ServerStopped, StepFailed
-from ._listen import listen_tcp
-from ._match import Inbox, Mismatch
-from .factories import CommandServerFactory, TcpServerFactory, read_frame, write_frame
-from .faults import (
-    DOWNSTREAM,
-    UPSTREAM,
+from ._faultkinds import (
     Bandwidth,
     Blackhole,
-    Direction,
     Fault,
-    FaultHandle,
-    FaultProxy,
     Latency,
     LimitData,
     OnPattern,
@@ -36,6 +28,10 @@ from .faults import (
     SlowClose,
     Timeout,
 )
+from ._listen import listen_tcp
+from ._match import Inbox, Mismatch
+from .factories import CommandServerFactory, TcpServerFactory, read_frame, write_frame
+from .faults import DOWNSTREAM, UPSTREAM, Direction, FaultHandle, FaultProxy
 from .record import ConnectionRecord, Event, Failure, render_transcript, show_bytes
 from .replay import RecordingProxy
 from .scriptfile import (
