@@ -9,15 +9,29 @@
 The package reads from the pure core up to the shells: ``steps`` (the command language),
 ``record`` (transcripts and failures) and ``scriptfile`` (the text format) touch no socket;
 ``_connection`` and ``_listen`` are the runtime that serves a script on sockets;
-``servers``, ``tcpserver``, ``factories``, ``replay`` and ``tls`` are the ways to drive it;
+``servers``, ``tcpserver``, ``factories``, ``replay``, ``faults`` and ``tls`` are the ways to
+drive it;
 ``plugin`` (pytest), ``cli`` and ``demo`` sit on top.
 """
 
 from ._args import DEFAULT_TIMEOUT, JOIN_TIMEOUT, TCPSERVER_TIMEOUT
 from ._connection import Connection, ServerStopped, StepFailed
+from ._faultkinds import (
+    Bandwidth,
+    Blackhole,
+    Fault,
+    Latency,
+    LimitData,
+    OnPattern,
+    ResetPeer,
+    Slicer,
+    SlowClose,
+    Timeout,
+)
 from ._listen import listen_tcp
 from ._match import Inbox, Mismatch
 from .factories import CommandServerFactory, TcpServerFactory, read_frame, write_frame
+from .faults import DOWNSTREAM, UPSTREAM, Direction, FaultHandle, FaultProxy
 from .record import ConnectionRecord, Event, Failure, render_transcript, show_bytes
 from .replay import RecordingProxy
 from .rules import Matchable, Reply, Rule, RuleBook, Rules, rules_in
@@ -85,6 +99,7 @@ from .tls import (
 __all__ = [
     "AT_LEAST_ONE",
     "DEFAULT_TIMEOUT",
+    "DOWNSTREAM",
     "FORMAT_HEADER",
     "JOIN_TIMEOUT",
     "PLAINTEXT_REPLY",
@@ -92,10 +107,13 @@ __all__ = [
     "SETTLE",
     "TCPSERVER_TIMEOUT",
     "TLS_HOSTNAMES",
+    "UPSTREAM",
     "AbortHandshake",
     "AcceptAndClose",
     "AsyncioCommandServer",
     "AsyncioServerOptions",
+    "Bandwidth",
+    "Blackhole",
     "Call",
     "Close",
     "CloseWithoutNotify",
@@ -105,6 +123,7 @@ __all__ = [
     "Connection",
     "ConnectionRecord",
     "Delay",
+    "Direction",
     "Drip",
     "Event",
     "Expect",
@@ -112,14 +131,20 @@ __all__ = [
     "ExpectFrame",
     "ExpectRegex",
     "Failure",
+    "Fault",
+    "FaultHandle",
+    "FaultProxy",
     "Garbage",
     "HalfClose",
     "Hang",
     "Inbox",
     "Join",
+    "Latency",
+    "LimitData",
     "LocalTLS",
     "Matchable",
     "Mismatch",
+    "OnPattern",
     "OneShotServer",
     "PerConnection",
     "PlaintextReply",
@@ -133,6 +158,7 @@ __all__ = [
     "RecordingProxy",
     "Reply",
     "Reset",
+    "ResetPeer",
     "Rule",
     "RuleBook",
     "Rules",
@@ -142,10 +168,13 @@ __all__ = [
     "SendFrame",
     "ServerOptions",
     "ServerStopped",
+    "Slicer",
+    "SlowClose",
     "Step",
     "StepFailed",
     "TcpServer",
     "TcpServerFactory",
+    "Timeout",
     "at_least",
     "compile_script",
     "describe_steps",

@@ -48,7 +48,6 @@ import logging
 import os
 import select
 import socket
-import struct
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -56,6 +55,13 @@ from typing import Any
 from . import _args
 from ._args import DEFAULT_TIMEOUT
 from ._connection import poll_ms
+from ._forward import BUFFER_LIMIT as _BUFFER_LIMIT
+from ._forward import CHUNK as _CHUNK
+from ._forward import ERR as _ERR
+from ._forward import IN as _IN
+from ._forward import OUT as _OUT
+from ._forward import Pipe as _Pipe
+from ._forward import abort as _abort
 from ._listen import check_unix_path
 from ._runtime import BaseServer
 from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE, format_address
@@ -72,32 +78,6 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------
 # the recording proxy
 # ---------------------------------------------------------------------------
-
-_CHUNK = 65536
-_BUFFER_LIMIT = 1 << 20  # stop reading a side while this much waits for the other side
-_IN = select.POLLIN | select.POLLPRI
-_OUT = select.POLLOUT
-_ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
-
-
-class _Pipe:
-    """One proxied connection: the client socket, the upstream one, and what is in flight."""
-
-    def __init__(self, client: socket.socket, record: ConnectionRecord) -> None:
-        self.client = client
-        self.record = record
-        self.upstream: socket.socket | None = None
-        self.connecting = True
-        self.deadline = 0.0
-        self.to_upstream = bytearray()
-        self.to_client = bytearray()
-        self.client_eof = False
-        self.upstream_eof = False
-        self.done = False
-
-    def sockets(self) -> list[socket.socket]:
-        return [s for s in (self.client, self.upstream) if s is not None]
-
 
 class RecordingProxy(BaseServer):
     """Forward connections to a real server and record each conversation.
@@ -188,16 +168,24 @@ class RecordingProxy(BaseServer):
             self.connections.append(record)
         client.setblocking(False)
         record.add("note", text="connected")
-        pipe = _Pipe(client, record)
+        pipe = self._new_pipe(client, record)
         log.info("%r: connection #%d from %r", self, number, peer)
         try:
             self._open_upstream(pipe)
             while not pipe.done:
+                if not pipe.connecting:
+                    self._tick(pipe)  # what a subclass scheduled, due now
+                    if pipe.done:
+                        break
                 poller = select.poll()
                 poller.register(self._waker.rfd, _IN)
                 owners: dict[int, tuple[_Pipe, bool]] = {}
                 self._register(poller, pipe, owners)
-                ready = poller.poll(poll_ms(pipe.deadline) if pipe.connecting else None)
+                extra = self._extra_fds(pipe)
+                for fd in extra:
+                    poller.register(fd, _IN)
+                deadline = pipe.deadline if pipe.connecting else self._timer(pipe)
+                ready = poller.poll(None if deadline is None else poll_ms(deadline))
                 if any(fd == self._waker.rfd for fd, _ in ready):
                     record.ended = record.ended or "stopped"
                     record.add("note", text="proxy stopped")
@@ -205,23 +193,59 @@ class RecordingProxy(BaseServer):
                 for fd, events in ready:
                     if fd in owners and not pipe.done:
                         self._service(pipe, owners[fd][1], events)
+                    elif fd in extra:
+                        self._on_extra(pipe, fd)
                 if pipe.connecting and not pipe.done and time.monotonic() >= pipe.deadline:
                     self._upstream_failed(pipe, f"no answer within {self.timeout:g} s")
         finally:
             self._finish(pipe)
 
+    # -- hooks for a proxy that does more than forward (``faults.FaultProxy``) -----------
+    # The defaults forward every byte at once: the recording proxy is the identity.
+
+    def _new_pipe(self, client: socket.socket, record: ConnectionRecord) -> _Pipe:
+        return _Pipe(client, record)
+
+    def _tick(self, pipe: _Pipe) -> None:
+        """Before each wait, once connected: do what is due (may set ``pipe.done``)."""
+
+    def _timer(self, pipe: _Pipe) -> float | None:
+        """The monotonic time the next wait must end by (None: no deadline)."""
+        return None
+
+    def _extra_fds(self, pipe: _Pipe) -> Sequence[int]:
+        """More descriptors the wait watches for reading; ``_on_extra`` when one is."""
+        return ()
+
+    def _on_extra(self, pipe: _Pipe, fd: int) -> None:
+        """One of ``_extra_fds`` became readable."""
+
+    def _room(self, pipe: _Pipe, from_client: bool) -> bool:
+        """True while the proxy may read more from one side (what it holds is bounded)."""
+        return len(pipe.to_upstream if from_client else pipe.to_client) < _BUFFER_LIMIT
+
+    def _forward(self, pipe: _Pipe, from_client: bool, data: bytes) -> None:
+        """Pass *data*, just read from one side (and recorded), on to the other."""
+        (pipe.to_upstream if from_client else pipe.to_client).extend(data)
+        self._write(pipe, to_client=not from_client)  # forward at once if it can go
+
+    def _eof_due(self, pipe: _Pipe, to_client: bool) -> bool:
+        """True when the EOF of the side writing toward *to_client* may be passed on
+        (once the buffer toward it is empty)."""
+        return pipe.upstream_eof if to_client else pipe.client_eof
+
     def _register(
         self, poller: Any, pipe: _Pipe, owners: dict[int, tuple[_Pipe, bool]]
     ) -> None:
         client_mask = 0
-        if not pipe.connecting and not pipe.client_eof and len(pipe.to_upstream) < _BUFFER_LIMIT:
+        if not pipe.connecting and not pipe.client_eof and self._room(pipe, True):
             client_mask |= _IN
         if pipe.to_client:
             client_mask |= _OUT
         upstream_mask = 0
         if pipe.connecting or pipe.to_upstream:
             upstream_mask |= _OUT
-        if not pipe.connecting and not pipe.upstream_eof and len(pipe.to_client) < _BUFFER_LIMIT:
+        if not pipe.connecting and not pipe.upstream_eof and self._room(pipe, False):
             upstream_mask |= _IN
         if client_mask:
             poller.register(pipe.client, client_mask)
@@ -285,8 +309,7 @@ class RecordingProxy(BaseServer):
         record = pipe.record
         if data:
             record.add("recv" if from_client else "send", data)
-            (pipe.to_upstream if from_client else pipe.to_client).extend(data)
-            self._write(pipe, to_client=not from_client)  # forward at once if it can go
+            self._forward(pipe, from_client, data)
             return
         if from_client:
             pipe.client_eof = True
@@ -312,8 +335,8 @@ class RecordingProxy(BaseServer):
                 self._broken(pipe, to_client, exc)
                 return
             del buffer[:sent]
-        source_eof = pipe.upstream_eof if to_client else pipe.client_eof
-        if not buffer and source_eof:
+        if not buffer and self._eof_due(pipe, to_client) and not pipe.shut[to_client]:
+            pipe.shut[to_client] = True
             try:
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
@@ -339,15 +362,6 @@ class RecordingProxy(BaseServer):
             except OSError:
                 pass
         log.info("%r: connection #%d ended (%s)", self, pipe.record.number, pipe.record.ended)
-
-
-def _abort(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0, so the peer gets ECONNRESET."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
 
 
 def _resolve_target(target: Any) -> tuple[str, int, Any]:
