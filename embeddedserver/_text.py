@@ -12,16 +12,26 @@ say a side shut its write half are written and read back with the same words.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import reprlib
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "BAD_REGEX",
     "CLIENT_EOF_NOTE",
     "ESCAPES_ACCEPTED",
     "SERVER_EOF_NOTE",
     "BadEscape",
+    "bytes_pattern",
+    "callable_name",
     "format_address",
+    "match_repr",
     "plural",
+    "regex_problem",
+    "short_repr",
     "unescape",
 ]
 
@@ -93,3 +103,67 @@ def unescape(text: str) -> bytes:
 
 def _is_hex(text: str) -> bool:
     return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+# -- how steps and rules show what they match -------------------------------------
+
+
+def callable_name(func: Callable[..., object]) -> str:
+    """How a step's or a rule's repr shows *func*: its ``__qualname__`` (a function, a method),
+    ``partial(name, ...)`` for a ``functools.partial``, else the object's repr, cut short.
+    The object's repr is called only when there is no name: it may be slow, raise, or
+    lead back here (an object whose repr shows the step that calls it)."""
+    name = getattr(func, "__qualname__", None)
+    if isinstance(name, str):
+        return name
+    if isinstance(func, functools.partial):
+        more = ", ..." if func.args or func.keywords else ""
+        return f"partial({callable_name(func.func)}{more})"
+    return short_repr(func)
+
+
+@reprlib.recursive_repr()  # a repr that comes back to the same object shows "..."
+def short_repr(obj: object, limit: int = 60) -> str:
+    try:
+        text = repr(obj)
+    except Exception as exc:  # a message must not fail because of a user's __repr__
+        return f"<{type(obj).__qualname__} object (repr failed: {type(exc).__name__})>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: What re.compile raises for a pattern it cannot take (a repeat count too large, groups
+#: nested too deeply), besides re.error.
+BAD_REGEX = (re.error, OverflowError, RecursionError)
+_MAX_REPEAT = 0xFFFFFFFE  # the largest count re accepts in {m,n} (its MAXREPEAT, less one)
+
+
+def regex_problem(exc: BaseException) -> str:
+    if isinstance(exc, OverflowError):
+        return f"{exc} (a repeat count is at most {_MAX_REPEAT})"
+    if isinstance(exc, RecursionError):
+        return "groups nested too deeply for the re module"
+    return str(exc)
+
+
+def bytes_pattern(pattern: re.Pattern[str] | re.Pattern[bytes]) -> re.Pattern[bytes]:
+    if isinstance(pattern.pattern, bytes):
+        return pattern
+    try:
+        return re.compile(pattern.pattern.encode("utf-8"), pattern.flags & ~re.UNICODE)
+    except BAD_REGEX as exc:
+        raise ValueError(
+            f"regex {pattern.pattern!r} cannot be used on bytes: {regex_problem(exc)}"
+        ) from None
+
+
+def match_repr(
+    exact: bytes | None, pattern: re.Pattern[bytes] | None,
+    predicate: Callable[..., object] | None,
+) -> str:
+    """The first argument of an ``Expect``'s or a ``Rule``'s repr: what it matches."""
+    if exact is not None:
+        return repr(exact)
+    if pattern is not None:
+        return f"re.compile({pattern.pattern!r})"
+    assert predicate is not None
+    return callable_name(predicate)

@@ -43,6 +43,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
+from ._text import bytes_pattern, match_repr
 from .record import Failure, show_bytes
 from .steps import (
     Close,
@@ -71,20 +72,6 @@ Reply: TypeAlias = Script
 _MANY = 2**62
 #: How many of the closest rules an unmatched request's failure shows.
 _SHOWN = 5
-
-
-def _bytes_regex(pattern: re.Pattern[bytes] | re.Pattern[str]) -> re.Pattern[bytes]:
-    if isinstance(pattern.pattern, bytes):
-        return pattern
-    try:
-        return re.compile(pattern.pattern.encode("utf-8"), pattern.flags & ~re.UNICODE)
-    except re.error as exc:
-        raise ValueError(f"regex {pattern.pattern!r} cannot be used on bytes: {exc}") from None
-
-
-def _name(func: Callable[[bytes], bool]) -> str:
-    name = getattr(func, "__qualname__", None)
-    return name if isinstance(name, str) else repr(func)[:60]
 
 
 def _compile_reply(reply: Reply, what: str) -> tuple[Step, ...]:
@@ -164,7 +151,7 @@ class Rule:
             if not self.exact:
                 raise ValueError("Rule(b'') would match no request: give at least one byte")
         elif isinstance(match, re.Pattern):
-            self.pattern = _bytes_regex(match)
+            self.pattern = bytes_pattern(match)
         elif callable(match):
             self.predicate = match
         else:
@@ -216,13 +203,7 @@ class Rule:
         return difflib.SequenceMatcher(None, request, target, autojunk=False).ratio()
 
     def __repr__(self) -> str:
-        if self.exact is not None:
-            head = repr(self.exact)
-        elif self.pattern is not None:
-            head = f"re.compile({self.pattern.pattern!r})"
-        else:
-            assert self.predicate is not None
-            head = _name(self.predicate)
+        head = match_repr(self.exact, self.pattern, self.predicate)
         args = [head]
         if self.reply:
             given = self._reply_given

@@ -32,10 +32,8 @@ and failure reports live in ``embeddedserver.record``.
 
 from __future__ import annotations
 
-import functools
 import random
 import re
-import reprlib
 import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeAlias
@@ -51,6 +49,7 @@ from ._match import (
     ToEof,
     Until,
 )
+from ._text import BAD_REGEX, bytes_pattern, callable_name, match_repr, regex_problem
 from .record import show_bytes
 
 if TYPE_CHECKING:  # _connection imports this module: the handle's class is for the types only
@@ -101,29 +100,6 @@ def _to_bytes(value: Bytesish, what: str) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"{what} must be bytes, bytearray, memoryview or str, not {value!r}")
-
-
-def _callable_name(func: Callable[..., object]) -> str:
-    """How a step's repr shows *func*: its ``__qualname__`` (a function, a bound method),
-    ``partial(name, ...)`` for a ``functools.partial``, else the object's repr, cut short.
-    The object's repr is called only when there is no name: it may be slow, raise, or
-    lead back here (an object whose repr shows the step that calls it)."""
-    name = getattr(func, "__qualname__", None)
-    if isinstance(name, str):
-        return name
-    if isinstance(func, functools.partial):
-        more = ", ..." if func.args or func.keywords else ""
-        return f"partial({_callable_name(func.func)}{more})"
-    return _short_repr(func)
-
-
-@reprlib.recursive_repr()  # a repr that comes back to the same object shows "..."
-def _short_repr(obj: object, limit: int = 60) -> str:
-    try:
-        text = repr(obj)
-    except Exception as exc:  # a message must not fail because of a user's __repr__
-        return f"<{type(obj).__qualname__} object (repr failed: {type(exc).__name__})>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_prefix(prefix: str) -> struct.Struct:
@@ -362,7 +338,7 @@ class Expect(ReadStep):
             if not self.exact:
                 raise ValueError("Expect(b'') would match nothing: expect at least one byte")
         elif isinstance(what, re.Pattern):
-            self.pattern = _bytes_pattern(what)
+            self.pattern = bytes_pattern(what)
         elif callable(what):
             self.predicate = what
             if self.within is None:
@@ -373,13 +349,7 @@ class Expect(ReadStep):
             )
 
     def _repr_args(self) -> list[str]:
-        if self.exact is not None:
-            head = repr(self.exact)
-        elif self.pattern is not None:
-            head = f"re.compile({self.pattern.pattern!r})"
-        else:
-            assert self.predicate is not None
-            head = _callable_name(self.predicate)
+        head = match_repr(self.exact, self.pattern, self.predicate)
         default = self.within is None or (self.predicate is not None and self.within is RECEIVE)
         within = [] if default else [f"within={self.within!r}"]
         return [head, *within, *self._timeout_arg()]
@@ -406,29 +376,6 @@ class Expect(ReadStep):
 # re rejects most bad patterns with re.error, but a repeat count above its 32-bit limit
 # (a{99999999999}) with OverflowError, and groups nested past the recursion limit with
 # RecursionError, both from deep inside its parser.
-_BAD_REGEX = (re.error, OverflowError, RecursionError)
-_MAX_REPEAT = 0xFFFFFFFE  # the largest count re accepts in {m,n} (its MAXREPEAT, less one)
-
-
-def _regex_problem(exc: BaseException) -> str:
-    if isinstance(exc, OverflowError):
-        return f"{exc} (a repeat count is at most {_MAX_REPEAT})"
-    if isinstance(exc, RecursionError):
-        return "groups nested too deeply for the re module"
-    return str(exc)
-
-
-def _bytes_pattern(pattern: re.Pattern[str] | re.Pattern[bytes]) -> re.Pattern[bytes]:
-    if isinstance(pattern.pattern, bytes):
-        return pattern
-    try:
-        return re.compile(pattern.pattern.encode("utf-8"), pattern.flags & ~re.UNICODE)
-    except _BAD_REGEX as exc:
-        raise ValueError(
-            f"regex {pattern.pattern!r} cannot be used on bytes: {_regex_problem(exc)}"
-        ) from None
-
-
 class ExpectRegex(Expect):
     """``Expect`` with a regex given as text or bytes; an invalid regex is a ValueError.
 
@@ -449,8 +396,8 @@ class ExpectRegex(Expect):
             raw = pattern.encode("utf-8") if isinstance(pattern, str) else pattern
             try:
                 pattern = re.compile(raw)
-            except _BAD_REGEX as exc:
-                raise ValueError(f"invalid regex {raw!r}: {_regex_problem(exc)}") from None
+            except BAD_REGEX as exc:
+                raise ValueError(f"invalid regex {raw!r}: {regex_problem(exc)}") from None
         super().__init__(pattern, within=within, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -639,7 +586,7 @@ class Call(Step):
         self.func = func
 
     def _repr_args(self) -> list[str]:
-        return [_callable_name(self.func)]
+        return [callable_name(self.func)]
 
 
 # ---------------------------------------------------------------------------
