@@ -398,16 +398,7 @@ class ScriptRunner:
         inbox = self.inbox
         if inbox.idle:  # no step completes on nothing
             return False
-        try:
-            chunk = inbox.poll()
-        except Mismatch as exc:
-            kind = "closed" if inbox.eof and exc.offset == len(exc.received) else "mismatch"
-            self._fail(kind, exc.reason, expected=exc.expected, received=exc.received,
-                       offset=exc.offset)
-            return False
-        except Exception as exc:  # a user's predicate raised: the step fails with it
-            self.io_error(exc)
-            return False
+        _, chunk = self._poll_inbox()
         if chunk is None:
             return False
         self.record.add("recv", chunk)
@@ -427,6 +418,21 @@ class ScriptRunner:
         self._started = False
         self.deadline = None
         return True
+
+    def _poll_inbox(self) -> tuple[bool, bytes | None]:
+        """The read step's chunk from the inbox, or None while it needs more: (False,
+        chunk); (True, None) when the step failed (recorded: wrong bytes, EOF before its
+        end, a user's matcher that raised)."""
+        inbox = self.inbox
+        try:
+            return False, inbox.poll()
+        except Mismatch as exc:
+            kind = "closed" if inbox.eof and exc.offset == len(exc.received) else "mismatch"
+            self._fail(kind, exc.reason, expected=exc.expected, received=exc.received,
+                       offset=exc.offset)
+        except Exception as exc:  # a user's predicate or read step raised: the step fails
+            self.io_error(exc)
+        return True, None
 
     def _rules(self, step: Rules, now: float) -> bool:
         """A Rules step: True once it moved on (a reply to run, the client closed, a
@@ -448,15 +454,8 @@ class ScriptRunner:
             self._advance()
             return True
         else:
-            try:
-                request = inbox.poll()
-            except Mismatch as exc:
-                kind = "closed" if inbox.eof and exc.offset == len(exc.received) else "mismatch"
-                self._fail(kind, exc.reason, expected=exc.expected, received=exc.received,
-                           offset=exc.offset)
-                return True
-            except Exception as exc:  # a user's read step raised
-                self.io_error(exc)
+            failed, request = self._poll_inbox()
+            if failed:
                 return True
             if request is not None:
                 self._answer(step, request)
