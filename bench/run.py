@@ -361,6 +361,19 @@ def figure_exchange(rounds: int, batch: int) -> Figure:
     return fig
 
 
+def _floor_rate(
+    handler: Callable[[socket.socket], None], client: Callable[[int | None], None]
+) -> list[float]:
+    """One 64 MiB sample of a floor: *client* against a one-connection server running
+    *handler*, as MiB/s."""
+    server = OneConnectionServer(handler)
+    t0 = time.perf_counter()
+    client(server.port)
+    elapsed = time.perf_counter() - t0
+    server.stop()
+    return [BIG / MiB / elapsed]
+
+
 #: The upload figures: the read step, what the client sends after the payload, and
 #: whether it half-closes (ReadUntilClose).
 _UPLOADS: dict[str, str] = {
@@ -431,15 +444,7 @@ def figure_upload(rounds: int, key: str, payload: bytes) -> Figure:
                 return
             conn.sendall(b"k")
 
-    def base() -> list[float]:
-        server = OneConnectionServer(handler)
-        t0 = time.perf_counter()
-        send(server.port)
-        elapsed = time.perf_counter() - t0
-        server.stop()
-        return [BIG / MiB / elapsed]
-
-    _alternate(fig, rounds, lib, base)
+    _alternate(fig, rounds, lib, lambda: _floor_rate(handler, send))
     if reused != data:
         raise AssertionError("the baseline lost bytes")
     return fig
@@ -474,15 +479,7 @@ def figure_upload_bytes_floor(rounds: int, payload: bytes) -> Figure:
         if _recv_into_all(conn, reused) == BIG:
             conn.sendall(b"k")
 
-    def one(handler: Callable[[socket.socket], None]) -> list[float]:
-        server = OneConnectionServer(handler)
-        t0 = time.perf_counter()
-        send(server.port)
-        elapsed = time.perf_counter() - t0
-        server.stop()
-        return [BIG / MiB / elapsed]
-
-    _alternate(fig, rounds, lambda: one(as_bytes), lambda: one(into))
+    _alternate(fig, rounds, lambda: _floor_rate(as_bytes, send), lambda: _floor_rate(into, send))
     if kept[-1] != payload or reused != payload:
         raise AssertionError("a floor lost bytes")
     return fig
@@ -516,12 +513,7 @@ def figure_download(rounds: int) -> Figure:
         conn.sendall(payload)
 
     def base() -> list[float]:
-        server = OneConnectionServer(handler)
-        t0 = time.perf_counter()
-        fetch(server.port)
-        elapsed = time.perf_counter() - t0
-        server.stop()
-        return [BIG / MiB / elapsed]
+        return _floor_rate(handler, fetch)
 
     _alternate(fig, rounds, lib, base)
     if into != payload:
