@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
-__all__ = ["PROG", "emit"]
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ._text import format_address
+from .record import ConnectionRecord, Event, show_bytes
+
+__all__ = [
+    "CLIENT_ARROWS",
+    "PROG",
+    "PROXY_ARROWS",
+    "Interrupted",
+    "emit",
+    "event_line",
+    "on_sigterm",
+    "signals_blocked",
+    "signals_stop",
+]
 
 #: How the command line is invoked, in its usage text and the demo's hints.
 PROG = "python -m embeddedserver"
+
+#: How a server's transcript line names what the client sent and what the server sent.
+CLIENT_ARROWS = ("<- client", "-> server")
+#: The same for a proxy, which sits between the two.
+PROXY_ARROWS = ("client -> server", "server -> client")
 
 
 def emit(text: str = "") -> None:
@@ -14,3 +38,55 @@ def emit(text: str = "") -> None:
         print(text, flush=True)
     except (BrokenPipeError, ValueError):
         pass
+
+
+def event_line(
+    record: ConnectionRecord, event: Event, width: int,
+    arrows: tuple[str, str] = CLIENT_ARROWS,
+) -> str:
+    """One line of a live transcript: ``#1    0.002s  <- client 5 bytes  b'hello'``."""
+    head = f"#{record.number} {event.at:8.3f}s  "
+    if event.kind == "note":
+        text = event.text
+        if text == "connected":
+            text += f" from {format_address(record.peer)}"
+        return head + text
+    arrow = arrows[0] if event.kind == "recv" else arrows[1]
+    note = f"  {event.text}" if event.text else ""
+    return f"{head}{arrow} {len(event.data)} bytes  {show_bytes(event.data, width)}{note}"
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread and handled like Ctrl-C."""
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    raise Interrupted()
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Block SIGINT/SIGTERM while threads start, so they inherit the mask and those
+    signals always reach the main thread (and interrupt its wait)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def signals_stop() -> Iterator[None]:
+    """Within the block, Ctrl-C raises KeyboardInterrupt and SIGTERM ``Interrupted``,
+    even when this process was started with SIGINT ignored (as a shell's background
+    job is); the old handlers come back after it."""
+    old: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+        old[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            if handler is not None:
+                signal.signal(signum, handler)

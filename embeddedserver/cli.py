@@ -30,18 +30,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
-import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 # The console helpers live with the demo, which must not import this module.
-from ._console import PROG, emit
-from ._text import format_address, plural, unescape
+from ._cliparse import BadArgument as _BadStep
+from ._cliparse import as_bytes as _bytes
+from ._cliparse import key as _key
+from ._cliparse import number as _number
+from ._cliparse import port_arg as _port
+from ._cliparse import positive_int_arg as _positive_int
+from ._cliparse import seconds as _seconds
+from ._cliparse import seconds_arg as _timeout_arg
+from ._console import PROG, Interrupted, emit, event_line, signals_blocked, signals_stop
+from ._text import format_address, plural
 from .demo import run_demo
-from .record import ConnectionRecord, Event, show_bytes
+from .record import ConnectionRecord, Event
 from .scriptfile import load_script
 from .servers import CommandServer
 from .steps import (
@@ -85,39 +91,8 @@ _WAIT_SLICE = 3600.0
 # ---------------------------------------------------------------------------
 
 
-class _BadStep(ValueError):
-    """A step argument that cannot be parsed; the message says why."""
-
-
 #: Separates per-connection scripts: ``reset next recv http:200:ok``.
 NEXT = "next"
-
-def _number(value: str, what: str, minimum: int = 0) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise _BadStep(f"{what} must be a whole number, not {value!r}") from None
-    if number < minimum:
-        raise _BadStep(f"{what} must be >= {minimum}, not {number}")
-    return number
-
-
-def _seconds(value: str, what: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise _BadStep(f"{what} must be a number of seconds, not {value!r}") from None
-    if not seconds >= 0 or math.isinf(seconds):
-        raise _BadStep(f"{what} must be a finite number of seconds >= 0, not {value!r}")
-    return seconds
-
-
-def _bytes(value: str, what: str) -> bytes:
-    try:
-        return unescape(value)
-    except ValueError as exc:
-        raise _BadStep(f"{what}: {exc}") from None
-
 
 def _timeout(options: dict[str, str]) -> float | None:
     if "timeout" not in options:
@@ -225,10 +200,6 @@ _OPTION_HELP = [
     "chunk=N           drip: bytes per chunk (default 1)",
     "interval=SECONDS  drip: pause between chunks (default 0.05)",
 ]
-
-
-def _key(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "")
 
 
 _BY_NAME: dict[str, _Spec] = {}
@@ -340,48 +311,22 @@ class _LiveTranscript:
         self._lock = threading.Lock()
 
     def __call__(self, record: ConnectionRecord, event: Event) -> None:
-        self.print(_event_line(record, event, self.width))
+        self.print(event_line(record, event, self.width))
 
     def print(self, text: str) -> None:
         with self._lock:
             emit(text)
 
 
-def _event_line(record: ConnectionRecord, event: Event, width: int) -> str:
-    head = f"#{record.number} {event.at:8.3f}s  "
-    if event.kind == "note":
-        text = event.text
-        if text == "connected":
-            text += f" from {format_address(record.peer)}"
-        return head + text
-    arrow = "<- client" if event.kind == "recv" else "-> server"
-    note = f"  {event.text}" if event.text else ""
-    return f"{head}{arrow} {len(event.data)} bytes  {show_bytes(event.data, width)}{note}"
-
-
-class _Interrupted(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread and handled like Ctrl-C."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Interrupted()
-
-
 def _start_server(
     plan: Any, args: argparse.Namespace, live: _LiveTranscript
 ) -> CommandServer:
-    """Start the server with SIGINT/SIGTERM blocked, so its threads inherit the mask
-    and those signals always reach the main thread (and interrupt its wait)."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
+    with signals_blocked():  # the server threads inherit the mask
         return CommandServer(
             plan, args.host, args.port, verbose=False, timeout=args.timeout,
             concurrent=args.concurrent, max_connections=args.count,
             on_event=None if args.quiet else live,
         )
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _load_plan(args: argparse.Namespace) -> tuple[Any, list[tuple[Step, ...]]]:
@@ -404,19 +349,12 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         server = _start_server(plan, args, live)
     except (OSError, TypeError, ValueError) as exc:
         parser.error(str(exc))
-    # Ctrl-C and SIGTERM stop the server with a summary, even when this process was
-    # started with SIGINT ignored (as a shell script's background job is).
-    old: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
-        old[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C and SIGTERM stop the server with a summary.
     try:
-        return _serve_until_done(server, scripts, args, live)
+        with signals_stop():
+            return _serve_until_done(server, scripts, args, live)
     finally:
         server.stop()
-        for signum, handler in old.items():
-            if handler is not None:
-                signal.signal(signum, handler)
 
 
 def _serve_until_done(
@@ -436,9 +374,9 @@ def _serve_until_done(
                 continue
             done += 1
             shown = _show_new_failures(server, shown, live, args.quiet)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (_Interrupted)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Interrupted)
         server.stop()
-        name = "SIGTERM" if isinstance(exc, _Interrupted) else "Ctrl-C"
+        name = "SIGTERM" if isinstance(exc, Interrupted) else "Ctrl-C"
         how = f"stopped by {name} after {plural(len(server.connections), 'connection')}"
     server.stop()
     failures = list(server.errors)
@@ -479,37 +417,6 @@ def _show_new_failures(
 # ---------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(
-            f"expected a port from 0 (any free port) to 65535, not {text!r}")
-    return value
-
-
-def _timeout_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {text!r}")
-    return value
 
 
 def _epilog() -> str:

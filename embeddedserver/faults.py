@@ -68,7 +68,7 @@ from ._faultkinds import (
     check_fault,
 )
 from ._forward import BUFFER_LIMIT, Pipe, abort
-from .record import ConnectionRecord
+from .record import ConnectionRecord, Event
 from .replay import RecordingProxy
 
 __all__ = [  # the faults themselves: _faultkinds (the package exports them)
@@ -217,7 +217,7 @@ class FaultProxy(RecordingProxy):
 
     Arguments:
         upstream: the real server.
-        host, port, path, timeout, backlog: as for ``RecordingProxy``.
+        host, port, path, timeout, backlog, on_event: as for ``RecordingProxy``.
         seed: the seed of every decision (toxicity draws, jitter, slice sizes); None
             picks one, shown in ``seed`` and the repr, to replay a failing run.
 
@@ -239,6 +239,7 @@ class FaultProxy(RecordingProxy):
         seed: int | str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         backlog: int = 128,
+        on_event: Callable[[ConnectionRecord, Event], object] | None = None,
     ) -> None:
         if seed is None:
             seed = random.SystemRandom().randrange(1 << 32)
@@ -251,7 +252,8 @@ class FaultProxy(RecordingProxy):
         self._next_ident = 1
         self._generation = 0
         self._pipes: set[_FaultPipe] = set()
-        super().__init__(upstream, host, port, path=path, timeout=timeout, backlog=backlog)
+        super().__init__(upstream, host, port, path=path, timeout=timeout, backlog=backlog,
+                         on_event=on_event)
 
     def __repr__(self) -> str:
         state = "stopped" if self._waker.closed else "forwarding"

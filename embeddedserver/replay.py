@@ -49,7 +49,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _args
@@ -65,7 +65,7 @@ from ._forward import abort as _abort
 from ._listen import check_unix_path
 from ._runtime import BaseServer
 from ._text import CLIENT_EOF_NOTE, SERVER_EOF_NOTE, format_address
-from .record import ConnectionRecord, Failure
+from .record import ConnectionRecord, Event, Failure
 from .scriptfile import (  # the notes it reads back, and its public API
     format_script,
     save_script,
@@ -91,6 +91,9 @@ class RecordingProxy(BaseServer):
         host, port, path: where the proxy listens, as for ``CommandServer``.
         timeout: seconds to wait for the connection to *target*.
         backlog: the listen backlog.
+        on_event: ``on_event(record, event)`` is called on the proxy's thread for every
+            event of every connection accepted after it is set (the CLI prints the
+            traffic live with it); be quick, do not raise.
 
     Raises TypeError/ValueError for bad arguments, OSError if it cannot listen or
     *target* does not resolve. A connection *target* refuses is a ``Failure`` in
@@ -118,8 +121,13 @@ class RecordingProxy(BaseServer):
         path: str | os.PathLike[str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         backlog: int = 128,
+        on_event: Callable[[ConnectionRecord, Event], object] | None = None,
     ) -> None:
         self.target, self._target_family, self._target_address = _resolve_target(target)
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be a callable(record, event) or None, not {on_event!r}")
+        #: ``on_event(record, event)``, called for each event of each later connection.
+        self.on_event = on_event
         # The servers' rules: a wrong type is a TypeError, a wrong number a ValueError.
         self.timeout = _args.timeout(timeout)
         _args.backlog(backlog)
@@ -163,7 +171,7 @@ class RecordingProxy(BaseServer):
     # -- forwarding one connection, on its own thread -------------------------------
 
     def _serve(self, client: socket.socket, peer: Any, number: int) -> None:
-        record = ConnectionRecord(number, peer)
+        record = ConnectionRecord(number, peer, listener=self.on_event)
         with self._lock:
             self.connections.append(record)
         client.setblocking(False)
