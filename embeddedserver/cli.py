@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -440,6 +441,10 @@ def _epilog() -> str:
         f"  {PROG} 'expect:PING\\r\\n' 'send:PONG\\r\\n'",
         f"  {PROG} headers reset {NEXT} headers http:200:ok",
         f"  {PROG} --demo",
+        f"  {PROG} proxy --upstream 127.0.0.1:6379 --fault latency:0.2",
+        "",
+        f"'{PROG} proxy --help' tells how to put faults between a client and a real",
+        "server.",
         "",
         "The first line printed is the port. Exit status: 0 no failures, 1 the script",
         "recorded failures (a report is printed), 2 bad arguments.",
@@ -450,7 +455,8 @@ def _epilog() -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        usage=f"{PROG} [options] STEP... | {PROG} --script FILE | {PROG} --demo",
+        usage=f"{PROG} [options] STEP... | {PROG} --script FILE | {PROG} --demo\n"
+        f"       {PROG} proxy --upstream HOST:PORT [--fault FAULT...]",
         description="Serve a scripted fake TCP server for any client (curl, nc, a C "
         "program), printing its transcript live, until Ctrl-C or --count connections.",
         epilog=_epilog(),
@@ -490,6 +496,12 @@ def main(argv: list[str] | None = None) -> int:
     ``main(["--count", "1", "headers", "http:200:hello"])`` serves one HTTP client;
     ``main(["--demo"])`` runs the demo. Bad arguments print a message and return 2.
     """
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["proxy"]:
+        from . import _proxycli  # the proxy form, its own parser and --help
+
+        return _proxycli.main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_intermixed_args(argv)

@@ -11,21 +11,29 @@ child's stdout for the same reason: nothing here sleeps to synchronise.
 from __future__ import annotations
 
 import http.client
-import io
-import os
 import re
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import threading
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _cli import (
+    CHILD_ENV,
+    ROOT,
+    WAIT,
+    children,
+    connect,
+    exchange,
+    http_get,
+    port_line,
+    read_to_eof,
+    run_cli,
+)
 from _readme import readme_section
 
 import embeddedserver.cli
@@ -55,130 +63,12 @@ from embeddedserver.steps import (
     http_response,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-WAIT = 30.0  # generous: a loaded 2-core machine must never time out a passing test
-CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
-
-
-class _Console(io.TextIOBase):
-    """A stdout stand-in: keeps what is written, and signals the first line (the port)."""
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-        self._lock = threading.Lock()
-        self.first_line = threading.Event()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            self._parts.append(text)
-            if "\n" in "".join(self._parts):
-                self.first_line.set()
-        return len(text)
-
-    def getvalue(self) -> str:
-        with self._lock:
-            return "".join(self._parts)
-
-    @property
-    def port(self) -> int:
-        return int(self.getvalue().splitlines()[0])
-
-
-def _run_cli(
-    monkeypatch: pytest.MonkeyPatch, args: list[str], client: Callable[[int], Any]
-) -> tuple[int, str, Any]:
-    """Run ``main(args)`` here while *client(port)* runs on a thread; return the exit
-    code, everything main printed and what the client returned (or raise its error)."""
-    console = _Console()
-    monkeypatch.setattr(sys, "stdout", console)
-    outcome: dict[str, Any] = {}
-    main_done = threading.Event()
-
-    def drive() -> None:
-        console.first_line.wait(WAIT)
-        if main_done.is_set() and not console.getvalue():
-            return
-        try:
-            outcome["value"] = client(console.port)
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=drive, name="cli-test-client")
-    thread.start()
-    try:
-        code = main(args)
-    finally:
-        main_done.set()
-        console.first_line.set()
-        thread.join(WAIT)
-    monkeypatch.undo()
-    if "error" in outcome:
-        raise outcome["error"]
-    return code, console.getvalue(), outcome.get("value")
-
-
-def _connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-
-
-def _read_to_eof(sock: socket.socket) -> bytes:
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _exchange(send: bytes, shut: bool = False) -> Callable[[int], bytes]:
-    """A raw client: send *send* (then shut the write side if *shut*), read to EOF."""
-
-    def client(port: int) -> bytes:
-        with _connect(port) as sock:
-            sock.sendall(send)
-            if shut:
-                sock.shutdown(socket.SHUT_WR)
-            return _read_to_eof(sock)
-
-    return client
-
-
-def _http_get(port: int) -> bytes:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello", timeout=WAIT) as response:
-        body: bytes = response.read()
-        return body
-
 
 @pytest.fixture
 def child() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start ``python -m embeddedserver ARGS`` with piped output; kill it if a test fails."""
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "embeddedserver", *args], cwd=ROOT, env=CHILD_ENV,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=WAIT)  # reaps it and closes its pipes
-
-
-def _port_line(proc: subprocess.Popen[str]) -> int:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.strip().isdigit(), f"first line is not a port: {line!r}"
-    return int(line)
+    with children() as start:
+        yield start
 
 
 # ---------------------------------------------------------------------------
@@ -356,8 +246,8 @@ def test_busy_port_exits_2_naming_the_port(capsys: pytest.CaptureFixture[str]) -
 def test_serves_an_http_client_and_prints_the_port_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    code, out, body = _run_cli(
-        monkeypatch, ["--count", "1", "headers", "http:200:hello"], _http_get
+    code, out, body = run_cli(
+        main, monkeypatch, ["--count", "1", "headers", "http:200:hello"], http_get
     )
     assert body == b"hello"
     assert code == 0
@@ -372,9 +262,9 @@ def test_serves_an_http_client_and_prints_the_port_first(
 
 
 def test_a_failed_expectation_exits_1_with_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, reply = _run_cli(
-        monkeypatch, ["--count", "1", r"expect:PING\r\n", r"send:PONG\r\n"],
-        _exchange(b"PONG\r\n"),
+    code, out, reply = run_cli(
+        main, monkeypatch, ["--count", "1", r"expect:PING\r\n", r"send:PONG\r\n"],
+        exchange(b"PONG\r\n"),
     )
     assert reply == b""  # the server hung up at the wrong byte
     assert code == 1
@@ -385,9 +275,9 @@ def test_a_failed_expectation_exits_1_with_the_report(monkeypatch: pytest.Monkey
 
 
 def test_a_matching_client_passes_the_expectation(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, _, reply = _run_cli(
-        monkeypatch, ["--count", "1", r"expect:PING\r\n", r"send:PONG\r\n"],
-        _exchange(b"PING\r\n"),
+    code, _, reply = run_cli(
+        main, monkeypatch, ["--count", "1", r"expect:PING\r\n", r"send:PONG\r\n"],
+        exchange(b"PING\r\n"),
     )
     assert (code, reply) == (0, b"PONG\r\n")
 
@@ -407,8 +297,8 @@ def test_next_gives_each_connection_its_own_script(monkeypatch: pytest.MonkeyPat
                 conn.close()
         return seen
 
-    code, out, seen = _run_cli(
-        monkeypatch,
+    code, out, seen = run_cli(
+        main, monkeypatch,
         ["--count", "2", "headers", "reset", "next", "headers", "http:200:ok"],
         retrying_client,
     )
@@ -421,17 +311,17 @@ def test_next_serves_later_connections_with_the_last_script(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def three(port: int) -> list[bytes]:
-        return [_exchange(b"x", shut=True)(port) for _ in range(3)]
+        return [exchange(b"x", shut=True)(port) for _ in range(3)]
 
-    code, _, replies = _run_cli(
-        monkeypatch, ["--count", "3", "recv", "send:one", "next", "recv", "send:more"], three
+    code, _, replies = run_cli(
+        main, monkeypatch, ["--count", "3", "recv", "send:one", "next", "recv", "send:more"], three
     )
     assert (code, replies) == (0, [b"one", b"more", b"more"])
 
 
 def test_quiet_prints_only_the_port_and_the_summary(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = _run_cli(
-        monkeypatch, ["--quiet", "--count", "1", "recv", "send:hi"], _exchange(b"x")
+    code, out, _ = run_cli(
+        main, monkeypatch, ["--quiet", "--count", "1", "recv", "send:hi"], exchange(b"x")
     )
     assert code == 0
     lines = out.splitlines()
@@ -440,8 +330,8 @@ def test_quiet_prints_only_the_port_and_the_summary(monkeypatch: pytest.MonkeyPa
 
 
 def test_quiet_still_prints_the_failure_report(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = _run_cli(
-        monkeypatch, ["--quiet", "--count", "1", "expect:A"], _exchange(b"B")
+    code, out, _ = run_cli(
+        main, monkeypatch, ["--quiet", "--count", "1", "expect:A"], exchange(b"B")
     )
     assert code == 1
     assert "FAILED" not in out  # no live lines
@@ -452,23 +342,23 @@ def test_concurrent_serves_a_second_client_while_the_first_is_idle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def two_at_once(port: int) -> tuple[bytes, bytes]:
-        with _connect(port) as first, _connect(port) as second:
+        with connect(port) as first, connect(port) as second:
             second.sendall(b"2")  # answered although the first client has sent nothing
-            second_reply = _read_to_eof(second)
+            second_reply = read_to_eof(second)
             first.sendall(b"1")
-            return _read_to_eof(first), second_reply
+            return read_to_eof(first), second_reply
 
-    code, out, replies = _run_cli(
-        monkeypatch, ["--concurrent", "--count", "2", "recv", "send:ok"], two_at_once
+    code, out, replies = run_cli(
+        main, monkeypatch, ["--concurrent", "--count", "2", "recv", "send:ok"], two_at_once
     )
     assert (code, replies) == (0, (b"ok", b"ok"))
     assert "concurrently" in out
 
 
 def test_timeout_option_fails_a_silent_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, reply = _run_cli(
-        monkeypatch, ["--count", "1", "--timeout", "0.2", "recv", "send:late"],
-        _exchange(b""),
+    code, out, reply = run_cli(
+        main, monkeypatch, ["--count", "1", "--timeout", "0.2", "recv", "send:late"],
+        exchange(b""),
     )
     assert reply == b""
     assert code == 1
@@ -476,9 +366,9 @@ def test_timeout_option_fails_a_silent_client(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_step_timeout_option_overrides_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = _run_cli(
-        monkeypatch, ["--count", "1", "line,timeout=0.2"],
-        _exchange(b""),
+    code, out, _ = run_cli(
+        main, monkeypatch, ["--count", "1", "line,timeout=0.2"],
+        exchange(b""),
     )
     assert code == 1
     assert "timed out after 0.2 s waiting for a line" in out
@@ -509,14 +399,14 @@ def test_steps_behave_on_a_real_connection(
     steps: list[str], send: bytes, shut: bool, expected: bytes,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    code, out, reply = _run_cli(monkeypatch, ["--count", "1", *steps], _exchange(send, shut))
+    code, out, reply = run_cli(main, monkeypatch, ["--count", "1", *steps], exchange(send, shut))
     assert reply == expected
     assert code == 0, out
 
 
 def test_reset_step_gives_the_client_connection_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     def client(port: int) -> str:
-        with _connect(port) as sock:
+        with connect(port) as sock:
             sock.sendall(b"x")
             try:
                 sock.recv(10)
@@ -524,7 +414,7 @@ def test_reset_step_gives_the_client_connection_reset(monkeypatch: pytest.Monkey
                 return type(exc).__name__
             return "no reset"
 
-    code, out, seen = _run_cli(monkeypatch, ["--count", "1", "recv", "reset"], client)
+    code, out, seen = run_cli(main, monkeypatch, ["--count", "1", "recv", "reset"], client)
     assert (code, seen) == (0, "ConnectionResetError")
     assert "server reset" in out
 
@@ -536,8 +426,8 @@ def test_reset_step_gives_the_client_connection_reset(monkeypatch: pytest.Monkey
 
 def test_module_entry_point_serves_count_connections(child: Any) -> None:
     proc = child("--count", "1", "headers", "http:200:hello from the shell")
-    port = _port_line(proc)
-    assert _http_get(port) == b"hello from the shell"
+    port = port_line(proc)
+    assert http_get(port) == b"hello from the shell"
     out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 0, err
     assert "<- client" in out and "served 1 connection: no failures" in out
@@ -546,8 +436,8 @@ def test_module_entry_point_serves_count_connections(child: Any) -> None:
 
 def test_ctrl_c_stops_cleanly_with_a_summary(child: Any) -> None:
     proc = child("recv", "send:hi")
-    port = _port_line(proc)
-    assert _exchange(b"x")(port) == b"hi"
+    port = port_line(proc)
+    assert exchange(b"x")(port) == b"hi"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 0
@@ -557,9 +447,9 @@ def test_ctrl_c_stops_cleanly_with_a_summary(child: Any) -> None:
 
 def test_ctrl_c_during_a_hang_stops_the_connection(child: Any) -> None:
     proc = child("recv", "hang")
-    port = _port_line(proc)
+    port = port_line(proc)
     assert proc.stdout is not None
-    with _connect(port) as sock:
+    with connect(port) as sock:
         sock.sendall(b"x")
         for line in proc.stdout:  # wait until the server is hanging
             if "hanging" in line:
@@ -581,7 +471,7 @@ def test_ctrl_c_works_when_started_with_sigint_ignored() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     ) as proc:
         try:
-            _port_line(proc)
+            port_line(proc)
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=WAIT)
         finally:
@@ -593,7 +483,7 @@ def test_ctrl_c_works_when_started_with_sigint_ignored() -> None:
 
 def test_sigterm_stops_like_ctrl_c(child: Any) -> None:
     proc = child("recv")
-    _port_line(proc)
+    port_line(proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 0
@@ -603,9 +493,9 @@ def test_sigterm_stops_like_ctrl_c(child: Any) -> None:
 
 def test_ctrl_c_after_a_failure_exits_1_with_the_report(child: Any) -> None:
     proc = child("expect:A")
-    port = _port_line(proc)
+    port = port_line(proc)
     assert proc.stdout is not None
-    _exchange(b"B")(port)
+    exchange(b"B")(port)
     for line in proc.stdout:  # the live failure line: the server has recorded it
         if "FAILED" in line:
             break
@@ -707,8 +597,8 @@ def test_script_file_is_served_to_a_client(
 ) -> None:
     script = tmp_path / "ping.script"
     script.write_text(_SCRIPT_FILE, encoding="utf-8")
-    code, out, reply = _run_cli(
-        monkeypatch, ["--count", "1", "--script", str(script)], _exchange(b"PING\r\n")
+    code, out, reply = run_cli(
+        main, monkeypatch, ["--count", "1", "--script", str(script)], exchange(b"PING\r\n")
     )
     assert (code, reply) == (0, b"PONG\r\n")
     assert "served 1 connection: no failures" in out
@@ -719,9 +609,9 @@ def test_script_file_with_exact_fails_a_different_client(
 ) -> None:
     script = tmp_path / "ping.script"
     script.write_text(_SCRIPT_FILE, encoding="utf-8")
-    code, out, reply = _run_cli(
-        monkeypatch, ["--count", "1", "--exact", "--script", str(script)],
-        _exchange(b"PONG\r\n"),
+    code, out, reply = run_cli(
+        main, monkeypatch, ["--count", "1", "--exact", "--script", str(script)],
+        exchange(b"PONG\r\n"),
     )
     assert (code, reply) == (1, b"")
     assert "first difference at byte offset 1" in out
