@@ -149,7 +149,8 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("bandwidth:RATE", "pass at most RATE bytes per second", "required", (),
           lambda a, o: Bandwidth(_rate(a or ""))),
     _Spec("slicer", "split into writes of average=N (8) +- variation=N (4)\n"
-          "bytes, up to delay=SECONDS (0) apart", "none", ("average", "variation", "delay"), _slicer),
+          "bytes, up to delay=SECONDS (0) apart", "none",
+          ("average", "variation", "delay"), _slicer),
     _Spec("limitdata:BYTES", "close the connection once BYTES have passed", "required", (),
           lambda a, o: LimitData(number(a or "", "BYTES"))),
     _Spec("timeout[:SECONDS]", "stop forwarding, sockets kept open (closed after SECONDS)",
@@ -161,8 +162,8 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec("blackhole", "drop every byte and the close", "none", (),
           lambda a, o: Blackhole()),
     _Spec("onpattern:PATTERN", "when PATTERN passes: action=reset (default) or\n"
-          "close both sides, or action=delay,delay=SECONDS what follows", "required", ("action", "delay"),
-          _onpattern),
+          "close both sides, or action=delay,delay=SECONDS what follows", "required",
+          ("action", "delay"), _onpattern),
 )
 
 #: Options every fault takes, beside its own.

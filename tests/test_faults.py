@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -16,13 +17,17 @@ from embeddedserver import (
     Bandwidth,
     Blackhole,
     CommandServer,
+    ConnectionRecord,
+    Event,
     Expect,
     ExpectClose,
     Fault,
     FaultProxy,
     Latency,
     LimitData,
+    LocalTLS,
     OnPattern,
+    RecordingProxy,
     ResetPeer,
     Send,
     Slicer,
@@ -497,3 +502,72 @@ def test_a_unix_socket_upstream(tmp_path: Path) -> None:
                 client.sendall(b"ping")
                 assert read_exactly(client, 4) == b"pong"
                 assert time.monotonic() - start >= 0.05
+
+
+# ---------------------------------------------------------------------------
+# TLS passes through untouched; the live event hook
+# ---------------------------------------------------------------------------
+
+
+def _tls_ping(tls: LocalTLS, proxy: FaultProxy) -> bytes:
+    with connect(proxy) as raw, tls.client_context.wrap_socket(
+        raw, server_hostname="localhost"
+    ) as client:
+        client.sendall(b"ping")
+        return read_exactly(client, 4)
+
+
+def test_tls_passes_through_sliced_and_delayed() -> None:
+    with LocalTLS() as tls:
+        for seed in range(3):
+            script = [Expect(b"ping"), Send(b"pong")]
+            with CommandServer(script, verbose=False, ssl_context=tls.server_context) as real:
+                with FaultProxy(real.address, seed=seed) as proxy:
+                    for direction in ("upstream", "downstream"):
+                        proxy.add(Slicer(3, 2), direction)  # type: ignore[arg-type]
+                        proxy.add(Latency(0.01, 0.005), direction)  # type: ignore[arg-type]
+                    assert _tls_ping(tls, proxy) == b"pong"
+                    proxy.wait_idle(CLIENT_TIMEOUT)
+                real.wait_for_connections(1, CLIENT_TIMEOUT)
+            assert real.received == [b"ping"]
+
+
+def test_a_reset_during_the_tls_handshake_fails_the_client() -> None:
+    with LocalTLS() as tls:
+        real = CommandServer([Expect(b"ping"), Send(b"pong")], verbose=False,
+                             ssl_context=tls.server_context)
+        try:
+            with FaultProxy(real.address, seed=1) as proxy:
+                proxy.add(ResetPeer(after_bytes=100), "downstream")  # inside the ServerHello
+                with pytest.raises((ConnectionResetError, ssl.SSLError)):
+                    _tls_ping(tls, proxy)
+                proxy.wait_idle(CLIENT_TIMEOUT)
+            real.wait_for_connections(1, CLIENT_TIMEOUT)
+        finally:
+            real.stop()
+    assert len(proxy.connections[0].sent) >= 100  # the proxy read more than it passed on
+    # The real server saw the reset too, and says so.
+    assert "reset the connection during the TLS handshake" in real.failure_report()
+
+
+def test_on_event_sees_every_event_of_each_connection(echo: tuple[str, int]) -> None:
+    seen: list[tuple[int, str, bytes]] = []
+    lock = threading.Lock()
+
+    def listen(record: ConnectionRecord, event: Event) -> None:
+        with lock:
+            seen.append((record.number, event.kind, event.data))
+
+    with FaultProxy(echo, seed=3, on_event=listen) as proxy:
+        assert round_trip(proxy)[0] == b"ping"
+        proxy.wait_idle(CLIENT_TIMEOUT)
+        events = [(1, event.kind, event.data) for event in proxy.connections[0].events]
+    assert seen == events
+    assert (1, "recv", b"ping") in seen
+
+
+@pytest.mark.parametrize("cls", [FaultProxy, RecordingProxy])
+def test_on_event_must_be_callable(echo: tuple[str, int], cls: type[RecordingProxy]) -> None:
+    with pytest.raises(TypeError, match=r"on_event must be a callable\(record, event\) or "
+                       r"None, not 'print'"):
+        cls(echo, on_event="print")  # type: ignore[arg-type]
