@@ -335,7 +335,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     finally:
         proxy.stop()
     records = list(proxy.connections)
-    failures = list(proxy.errors)
+    failures = proxy.failures()
     lines = [f"{how}: " + (plural(len(failures), "failure") if failures else "no failures")]
     if not args.quiet:
         lines += [_summary(record) for record in records]
@@ -348,7 +348,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return 1
         lines.append(f"saved {plural(len(records), 'connection')} to {args.save}")
     if failures:
-        lines += ["", proxy.failure_report()]
+        lines += ["", proxy.failure_report(failures)]
     emit("\n".join(lines))
     return 1 if failures else 0
 

@@ -488,12 +488,18 @@ class BaseServer:
         """Raise AssertionError describing every failure recorded so far, if any; once the
         server has stopped, also a count of connections the test did not expect."""
         __tracebackhide__ = True
+        errors = self.failures()
+        if errors:
+            raise AssertionError(self.failure_report(errors))
+
+    def failures(self) -> list[Failure]:
+        """What ``check()`` would raise for, as a list: ``errors`` and, once the server
+        has stopped, the counts the verdict judges (connections, rules' ``times``)."""
         with self._lock:
             errors = list(self.errors)
             if self.STOPPED:
                 errors += self._count_failures()
-        if errors:
-            raise AssertionError(self.failure_report(errors))
+        return errors
 
     def _count_failures(self) -> list[Failure]:
         """At the verdict: the connections counted against what the test expects (lock

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ from ._console import PROG, Interrupted, emit, event_line, signals_blocked, sign
 from ._text import format_address, plural
 from .demo import run_demo
 from .record import ConnectionRecord, Event
+from .rules import Rule, Rules
 from .scriptfile import load_script
 from .servers import CommandServer
 from .steps import (
@@ -66,6 +68,7 @@ from .steps import (
     PerConnection,
     ReadFrame,
     ReadLine,
+    ReadStep,
     ReadUntil,
     ReadUntilClose,
     Receive,
@@ -78,7 +81,7 @@ from .steps import (
     http_response,
 )
 
-__all__ = ["main", "parse_step"]
+__all__ = ["main", "parse_mark", "parse_step"]
 
 #: The CLI's default read timeout: longer than the library's, for clients typed by hand.
 CLI_TIMEOUT = 30.0
@@ -266,24 +269,142 @@ def _options(texts: list[str], spec: _Spec) -> dict[str, str]:
     return options
 
 
-def _step_arg(text: str) -> Step | str:
-    """argparse ``type=`` for STEP: a step, or NEXT."""
-    if _key(text) == NEXT:
-        return NEXT
+@dataclass(frozen=True)
+class _Mark:
+    """A STEP argument that is not a step: ``next``, or a part of a rules table
+    (``rules:READ``, ``rule:MATCH``, ``unmatched``, ``end``)."""
+
+    kind: str  # NEXT, "rules", "rule", "unmatched" or "end"
+    read: Step | None = None  # rules: the read step that frames a request
+    ordered: bool = False  # rules
+    match: bytes | re.Pattern[bytes] | None = None  # rule
+    times: int | range | None = None  # rule
+
+
+_TIMES = re.compile(r"(\d+)(?:(-)(\d*))?")  # times=N, N-M, N-
+
+
+def _times(text: str) -> int | range:
+    match = _TIMES.fullmatch(text)
+    if match is None:
+        raise _BadStep(f"times must be N (exactly), N-M or N- (at least N), not {text!r}")
+    low, dash, high = match.groups()
+    if not dash:
+        return int(low)
+    if high and int(high) < int(low):
+        raise _BadStep(f"times range {text!r} ends before it starts")
+    return range(int(low), int(high) + 1 if high else 2**62)
+
+
+def parse_mark(text: str) -> _Mark | None:
+    """The ``next``/rules-table argument *text* is, or None if it is a step.
+    Raises ValueError for a rules-table argument that is wrong."""
+    head, colon, arg = text.partition(":")
+    name, *option_texts = head.split(",")
+    kind = _key(name)
+    if kind == NEXT and not colon and not option_texts:
+        return _Mark(NEXT)
+    if kind in ("unmatched", "end") and not colon and not option_texts:
+        return _Mark(kind)
+    if kind not in ("rules", "rule"):
+        return None
+    flags = {o.strip().lower() for o in option_texts if "=" not in o}
+    values = dict(o.split("=", 1) for o in option_texts if "=" in o)
     try:
-        return parse_step(text)
+        if kind == "rules":
+            if set(values) or flags - {"ordered"}:
+                raise _BadStep(f"rules takes only the flag ordered, not {option_texts!r}")
+            if not arg:
+                raise _BadStep("rules needs the read step that frames a request after ':', "
+                               "e.g. rules:line, rules:headers, 'rules:until:\\r\\n'")
+            read = parse_step(arg)
+            if not isinstance(read, ReadStep) or isinstance(read, ExpectClose):
+                raise _BadStep(f"{arg!r} is not a read step that frames a request")
+            return _Mark("rules", read=read, ordered="ordered" in flags)
+        if set(values) - {"times"} or flags - {"regex"}:
+            raise _BadStep(f"rule takes times=T and the flag regex, not {option_texts!r}")
+        if not arg:
+            raise _BadStep("rule needs the request it matches after ':'")
+        match: bytes | re.Pattern[bytes] = (
+            re.compile(arg.encode("utf-8")) if "regex" in flags else _bytes(arg, "MATCH"))
+        times = _times(values["times"]) if "times" in values else None
+        return _Mark("rule", match=match, times=times)
+    except (_BadStep, re.error, ValueError) as exc:
+        usage = ("rules[,ordered]:READ" if kind == "rules"
+                 else "rule[,times=T][,regex]:MATCH")
+        raise ValueError(f"bad {kind} {text!r}: {exc} (use {usage})") from None
+
+
+def _step_arg(text: str) -> Step | _Mark:
+    """argparse ``type=`` for STEP: a step, NEXT, or a part of a rules table."""
+    try:
+        return parse_mark(text) or parse_step(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _build_plan(items: Sequence[Step | str]) -> tuple[Any, list[tuple[Step, ...]]]:
-    """Split STEP arguments at NEXT into per-connection scripts and compile them."""
+def _rules_step(items: Sequence[Step | _Mark], start: int) -> tuple[Rules, int]:
+    """The Rules step of the table that starts at ``items[start]`` (a ``rules`` mark),
+    and the index after it: the table ends at ``end``, ``next`` or the last argument."""
+    head = items[start]
+    assert isinstance(head, _Mark) and isinstance(head.read, ReadStep)
+    rules: list[Rule] = []
+    unmatched: list[Step] | None = None
+    owner: _Mark | None = None
+    reply: list[Step] = []
+
+    def finish() -> None:
+        nonlocal unmatched
+        if owner is not None and owner.kind == "unmatched":
+            unmatched = reply[:]
+        elif owner is not None:
+            assert owner.match is not None
+            rules.append(Rule(owner.match, reply[:], times=owner.times))
+
+    index = start + 1
+    while index < len(items):
+        item = items[index]
+        if isinstance(item, _Mark) and item.kind in (NEXT, "end"):
+            break
+        if isinstance(item, _Mark) and item.kind == "rules":
+            raise ValueError("a rules table inside a rules table: end the first with 'end'")
+        if isinstance(item, _Mark):
+            finish()
+            owner, reply = item, []
+        elif owner is None:
+            raise ValueError(f"a rules table starts with a rule:MATCH argument, not {item!r}")
+        else:
+            reply.append(item)
+        index += 1
+    finish()
+    if index < len(items) and isinstance(items[index], _Mark) and items[index].kind == "end":
+        index += 1
+    if not rules:
+        raise ValueError("a rules table needs at least one rule:MATCH argument")
+    step = Rules(head.read, *rules, unmatched=Close() if unmatched is None else unmatched,
+                 ordered=head.ordered)
+    return step, index
+
+
+def _build_plan(items: Sequence[Step | _Mark]) -> tuple[Any, list[tuple[Step, ...]]]:
+    """Split STEP arguments at NEXT into per-connection scripts, make each rules table
+    one Rules step, and compile the scripts."""
     groups: list[list[Step]] = [[]]
-    for item in items:
-        if isinstance(item, str):
+    index = 0
+    while index < len(items):
+        item = items[index]
+        if isinstance(item, _Mark) and item.kind == NEXT:
             groups.append([])
+        elif isinstance(item, _Mark) and item.kind == "rules":
+            step, index = _rules_step(items, index)
+            groups[-1].append(step)
+            continue
+        elif isinstance(item, _Mark):
+            word = "rule:MATCH" if item.kind == "rule" else item.kind
+            raise ValueError(f"{word} belongs in a rules table: put rules:READ before it")
         else:
             groups[-1].append(item)
+        index += 1
     for n, group in enumerate(groups, 1):
         if not group:
             raise ValueError(f"script {n} is empty: put steps on both sides of {NEXT!r}")
@@ -327,6 +448,7 @@ def _start_server(
             plan, args.host, args.port, verbose=False, timeout=args.timeout,
             concurrent=args.concurrent, max_connections=args.count,
             on_event=None if args.quiet else live,
+            expect_connections=None,  # served until --count or Ctrl-C: any number is right
         )
 
 
@@ -380,9 +502,9 @@ def _serve_until_done(
         name = "SIGTERM" if isinstance(exc, Interrupted) else "Ctrl-C"
         how = f"stopped by {name} after {plural(len(server.connections), 'connection')}"
     server.stop()
-    failures = list(server.errors)
+    failures = server.failures()
     summary = f"{how}: " + (plural(len(failures), "failure") if failures else "no failures")
-    live.print(summary if not failures else f"{summary}\n\n{server.failure_report()}")
+    live.print(summary if not failures else f"{summary}\n\n{server.failure_report(failures)}")
     return 1 if failures else 0
 
 
@@ -429,6 +551,16 @@ def _epilog() -> str:
         f"  {NEXT:<{width}}start the script of the next connection; the last script",
         f"  {'':<{width}}serves every later connection",
         "",
+        "a rules table answers each request by what it is (any order, any number):",
+        "  rules[,ordered]:READ        READ frames a request (line, headers, until:DELIM,",
+        "                              recv:N, frame); the table runs to 'end' or 'next'",
+        "  rule[,times=T][,regex]:MATCH  a request that is MATCH (or matches the regex);",
+        "                              the steps after it are its reply; T is N, N-M, N-",
+        "  unmatched                   the steps after it answer a request no rule takes",
+        "                              (default: close)",
+        "  end                         ends the table; later steps run after the client's",
+        "                              last request",
+        "",
         "options go between the name and the colon, e.g. drip,chunk=4,interval=0.2:hello",
         *(f"  {text}" for text in _OPTION_HELP),
         "",
@@ -440,6 +572,8 @@ def _epilog() -> str:
         f"  {PROG} --count 1 headers http:200:hello",
         f"  {PROG} 'expect:PING\\r\\n' 'send:PONG\\r\\n'",
         f"  {PROG} headers reset {NEXT} headers http:200:ok",
+        f"  {PROG} rules:line 'rule:PING\\r\\n' 'send:+PONG\\r\\n' "
+        "'rule,regex:^GET ' 'send:$3\\r\\nbar\\r\\n'",
         f"  {PROG} --demo",
         f"  {PROG} proxy --upstream 127.0.0.1:6379 --fault latency:0.2",
         "",

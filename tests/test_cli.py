@@ -338,6 +338,108 @@ def test_quiet_still_prints_the_failure_report(monkeypatch: pytest.MonkeyPatch) 
     assert "served 1 connection: 1 failure" in out and "wrong bytes at offset 0" in out
 
 
+# -- rules tables -----------------------------------------------------------------
+
+_REDISH = ["rules:line", r"rule:PING\r\n", r"send:+PONG\r\n",
+           "rule,regex:^GET ", r"send:$3\r\nbar\r\n",
+           "unmatched", r"send:-ERR unknown\r\n", "end"]
+
+
+def _line_client(requests: list[bytes]) -> Callable[[int], list[bytes]]:
+    """Send each request, read one reply line (two for a bulk string), then close."""
+
+    def client(port: int) -> list[bytes]:
+        replies = []
+        with connect(port) as sock, sock.makefile("rb") as reader:
+            for request in requests:
+                sock.sendall(request)
+                reply = reader.readline()
+                if reply.startswith(b"$"):
+                    reply += reader.readline()
+                replies.append(reply)
+            sock.shutdown(socket.SHUT_WR)
+            assert reader.read() == b""
+        return replies
+
+    return client
+
+
+def test_a_rules_table_answers_requests_in_any_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    for seed in range(4):  # a different order each time, the same verdict
+        requests = [b"PING\r\n", b"GET k\r\n", b"PING\r\n", b"GET other\r\n"]
+        random.Random(seed).shuffle(requests)
+        code, out, replies = run_cli(main, monkeypatch, ["--count", "1", *_REDISH],
+                                     _line_client(requests))
+        expected = [b"+PONG\r\n" if r.startswith(b"PING") else b"$3\r\nbar\r\n"
+                    for r in requests]
+        assert (code, replies) == (0, expected), out
+        assert "served 1 connection: no failures" in out
+
+
+def test_a_request_no_rule_takes_fails_with_the_closest_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, replies = run_cli(main, monkeypatch, ["--count", "1", *_REDISH],
+                                 _line_client([b"PING\r\n", b"PONK\r\n"]))
+    assert replies == [b"+PONG\r\n", b"-ERR unknown\r\n"]  # unmatched answered it
+    assert code == 1
+    assert "no rule takes the request b'PONK\\r\\n'" in out
+    assert "the closest rules:" in out
+    assert "differs at byte 1: the rule has b'ING\\r\\n' there" in out
+
+
+def test_a_rule_with_times_that_never_matched_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["--count", "1", "rules:line", "rule:a\\n", "send:A\\n",
+            "rule,times=1:b\\n", "send:B\\n"]
+    code, out, _ = run_cli(main, monkeypatch, args, _line_client([b"a\n", b"a\n"]))
+    assert code == 1
+    assert "Rule(b'b\\n'" in out and "0 times" in out
+    code, out, replies = run_cli(main, monkeypatch, args, _line_client([b"b\n", b"a\n"]))
+    assert (code, replies) == (0, [b"B\n", b"A\n"]), out
+
+
+def test_steps_after_end_run_once_the_client_is_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The table ends at 'end'; 'next' gives the second connection a plain script.
+    args = ["--count", "2", "rules:line", "rule:x\\n", "send:y\\n", "end", "send:bye",
+            "next", "recv", "send:second"]
+
+    def two(port: int) -> list[bytes]:
+        with connect(port) as sock:
+            sock.sendall(b"x\n")
+            sock.shutdown(socket.SHUT_WR)
+            first = read_to_eof(sock)
+        return [first, exchange(b"hi")(port)]
+
+    code, out, replies = run_cli(main, monkeypatch, args, two)
+    assert (code, replies) == (0, [b"y\nbye", b"second"]), out
+
+
+BAD_RULES = [
+    (["rule:x"], "rule:MATCH belongs in a rules table: put rules:READ before it"),
+    (["unmatched"], "unmatched belongs in a rules table"),
+    (["rules:send:x", "rule:a"], "bad rules 'rules:send:x': 'send:x' is not a read step"),
+    (["rules", "rule:a"], "rules needs the read step that frames a request"),
+    (["rules,fast:line", "rule:a"], "rules takes only the flag ordered"),
+    (["rules:line", "send:x"], "a rules table starts with a rule:MATCH argument, not Send"),
+    (["rules:line"], "a rules table needs at least one rule:MATCH argument"),
+    (["rules:line", "rule,times=3-1:a"], "times range '3-1' ends before it starts"),
+    (["rules:line", "rule,times=many:a"], "times must be N (exactly), N-M or N- (at least N)"),
+    (["rules:line", "rule,regex:("], "bad rule 'rule,regex:('"),
+    (["rules:line", "rule:"], "rule needs the request it matches"),
+    (["rules:line", "rule:a", "rules:line", "rule:b"], "a rules table inside a rules table"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_RULES, ids=[" ".join(a) for a, _ in BAD_RULES])
+def test_bad_rules_tables_exit_2_naming_the_argument(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_concurrent_serves_a_second_client_while_the_first_is_idle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -257,3 +257,22 @@ def test_allow_extra_bytes_lets_a_client_send_after_a_script_of_expectations() -
         with socket.create_connection(("127.0.0.1", srvr.port), timeout=10) as sock:
             sock.sendall(b"PING\r\nPING\r\n")
             assert sock.recv(6, socket.MSG_WAITALL) == b"PONG\r\n"
+
+
+def test_failures_lists_what_check_raises_for_counts_included_once_stopped() -> None:
+    from embeddedserver import Rule, Rules
+
+    rules = Rules(ReadLine(), Rule(b"a\n", b"A\n"), Rule(b"b\n", b"B\n", times=1))
+    server = CommandServer([rules], verbose=False)
+    with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as client:
+        client.sendall(b"a\n")
+        assert client.recv(2) == b"A\n"
+    server.wait_for_connections(1, CLIENT_TIMEOUT)
+    assert server.failures() == []  # running: the counts are not judged yet
+    server.stop()
+    failures = server.failures()
+    assert [f.kind for f in failures] == ["rules"]
+    assert "Rule(b'b\\n'" in failures[0].message()
+    with pytest.raises(AssertionError) as info:
+        server.check()
+    assert str(info.value) == server.failure_report(failures)
