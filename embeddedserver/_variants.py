@@ -20,8 +20,9 @@ The misbehaviours, by the name ``strategies.misbehaving(kinds=...)`` gives them:
   follows, then a close;
 * ``connection``: one connection of a few misbehaves so, the others follow the script.
 
-A variant is always a valid script (``compile_script`` accepts it): nothing follows a
-close or a reset, nothing is sent after a half-close.
+``strategies.Variant`` holds a variant and its note. A variant is always a valid script
+(``compile_script`` accepts it): nothing follows a close or a reset, nothing is sent
+after a half-close.
 """
 
 from __future__ import annotations
@@ -50,10 +51,7 @@ from .steps import (
 )
 
 __all__ = [
-    "CORRUPTING",
-    "KINDS",
     "Base",
-    "Variant",
     "cut",
     "flip",
     "frame_steps",
@@ -72,16 +70,8 @@ __all__ = [
 
 Steps: TypeAlias = tuple[Step, ...]
 
-#: Every kind of misbehaviour, in the order Hypothesis shrinks towards (the first first).
-KINDS = (
-    "close", "reset", "half-close", "split", "delay", "hang", "garbage", "flip",
-    "truncated-frame", "connection",
-)
-#: The kinds that change the bytes a client gets (no protocol check can always see it).
-CORRUPTING = frozenset({"garbage", "flip"})
-
 # ---------------------------------------------------------------------------
-# variants and how they read
+# how a script reads, and the script varied
 # ---------------------------------------------------------------------------
 
 
@@ -102,51 +92,15 @@ def show_script(commands: Sequence[Step] | PerConnection) -> str:
     return "[" + ", ".join(_show_step(step) for step in commands) + "]"
 
 
-class Variant:
-    """One misbehaving server: the script it runs (``commands``, which every server class
-    takes) and what was changed (``note``, in words).
-
-    ``kind`` is the misbehaviour's name (see ``KINDS``); ``corrupts`` is True when the
-    variant changes the bytes the client gets (``garbage``, ``flip``), which a client cannot
-    always notice, so a check of its result must allow for it. The repr reads as a script,
-    so Hypothesis' falsifying example shows what the server did.
-
-    >>> Variant([Receive(), Send(b"HTTP/1.1 200 OK\\r\\n"), Reset()], note="reset", kind="reset")
-    Variant([RECEIVE, Send(b'HTTP/1.1 200 OK\\r\\n'), Reset()], note='reset')
-    """
-
-    __slots__ = ("commands", "corrupts", "kind", "note")
-
-    def __init__(
-        self,
-        commands: Sequence[Step] | PerConnection,
-        *,
-        note: str,
-        kind: str,
-        corrupts: bool = False,
-    ) -> None:
-        if not isinstance(commands, PerConnection):
-            commands = list(compile_script(list(commands)))  # a bad variant fails here
-        self.commands: list[Step] | PerConnection = commands
-        self.note = note
-        self.kind = kind
-        self.corrupts = corrupts
-
-    def __repr__(self) -> str:
-        return f"Variant({show_script(self.commands)}, note={self.note!r})"
-
-
 class Base:
     """A known-good script, compiled, as the strategies vary it: one script for every
-    connection, or a ``PerConnection`` plan (a recording of several connections), whose
-    scripts are varied one at a time.
+    connection (``steps``), or a ``PerConnection`` plan (``plan``: a recording of several
+    connections), whose scripts (``parts``, each with a label) are varied one at a time.
 
     Raises TypeError/ValueError for a bad script, as a server would.
     """
 
-    def __init__(self, commands: Script | PerConnection | Variant) -> None:
-        if isinstance(commands, Variant):
-            commands = commands.commands
+    def __init__(self, commands: Script | PerConnection) -> None:
         self.plan = commands if isinstance(commands, PerConnection) else None
         if self.plan is None:
             assert not isinstance(commands, PerConnection)
@@ -158,23 +112,30 @@ class Base:
             if self.plan.then is not None:
                 self.parts.append((f"connections after {count}", self.plan.then))
 
+    def __repr__(self) -> str:
+        return f"Base({show_script(self.commands())})"
+
     @property
     def steps(self) -> Steps:
         """The script of a one-script base (``plan`` is None)."""
         assert self.plan is None
         return self.parts[0][1]
 
-    def variant(self, part: int, steps: Sequence[Step], note: str, kind: str) -> Variant:
-        """The variant that runs *steps* in place of the script of ``parts[part]``."""
-        corrupts = kind in CORRUPTING
+    def commands(self) -> list[Step] | PerConnection:
+        """The base as a server takes it."""
+        return list(self.steps) if self.plan is None else self.plan
+
+    def rebuild(
+        self, part: int, steps: Sequence[Step], note: str
+    ) -> tuple[list[Step] | PerConnection, str]:
+        """The commands that run *steps* in place of the script of ``parts[part]``, and
+        *note* saying which connection that is (for a plan)."""
         if self.plan is None:
-            return Variant(steps, note=note, kind=kind, corrupts=corrupts)
+            return list(compile_script(list(steps))), note  # a bad variant fails here
         scripts = [list(script) for _, script in self.parts]
         scripts[part] = list(steps)
         then = scripts.pop() if self.plan.then is not None else None
-        label = self.parts[part][0]
-        return Variant(PerConnection(*scripts, then=then), note=f"{label}: {note}",
-                       kind=kind, corrupts=corrupts)
+        return PerConnection(*scripts, then=then), f"{self.parts[part][0]}: {note}"
 
 
 # ---------------------------------------------------------------------------
@@ -336,11 +297,12 @@ def overclaim_frame(steps: Steps, index: int, extra: int) -> tuple[list[Step], s
     return [*steps[:index], Send(head + step.payload), Close()], note
 
 
-def per_connection(steps: Steps, position: int, bad: Variant) -> Variant:
-    """Connection *position* (1-based) runs the variant *bad* of *steps*; the connections
-    before and after it run *steps*."""
-    assert not isinstance(bad.commands, PerConnection) and position >= 1
+def per_connection(
+    steps: Steps, position: int, bad: Sequence[Step], note: str
+) -> tuple[PerConnection, str]:
+    """Connection *position* (1-based) runs *bad* (a variant of *steps*, which *note*
+    describes); the connections before and after it run *steps*."""
+    assert position >= 1
     good = list(steps)
-    plan = PerConnection(*([good] * (position - 1)), bad.commands, then=good)
-    note = f"connection {position} misbehaves ({bad.note}); the others follow the script"
-    return Variant(plan, note=note, kind="connection", corrupts=bad.corrupts)
+    plan = PerConnection(*([good] * (position - 1)), list(bad), then=good)
+    return plan, f"connection {position} misbehaves ({note}); the others follow the script"

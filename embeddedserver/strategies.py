@@ -47,7 +47,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 try:
     from hypothesis import strategies as st
@@ -61,9 +61,7 @@ from . import _args
 from ._args import JOIN_TIMEOUT
 from ._text import callable_name, plural, short_repr
 from ._variants import (
-    KINDS,
     Base,
-    Variant,
     cut,
     flip,
     frame_steps,
@@ -81,7 +79,7 @@ from ._variants import (
 )
 from .record import Failure, show_bytes
 from .servers import CommandServer
-from .steps import PerConnection, Script, Step
+from .steps import PerConnection, Script, Step, compile_script
 
 __all__ = [
     "KINDS",
@@ -100,6 +98,71 @@ __all__ = [
 
 _T = TypeVar("_T")
 Steps = tuple[Step, ...]
+
+# ---------------------------------------------------------------------------
+# variants
+# ---------------------------------------------------------------------------
+
+#: Every kind of misbehaviour, in the order Hypothesis shrinks towards (the first first):
+#: a send cut short then a close, a reset or a half-close; a send split in pieces; a pause
+#: before a step; silence (``Hang``) instead of a step; garbage inserted in a send; one
+#: byte of a send changed; a ``SendFrame`` cut short or claiming more than follows; one
+#: connection of a few misbehaving in one of the other ways.
+KINDS = (
+    "close", "reset", "half-close", "split", "delay", "hang", "garbage", "flip",
+    "truncated-frame", "connection",
+)
+#: The kinds that change the bytes a client gets (no protocol check can always see it).
+_CORRUPTING = frozenset({"garbage", "flip"})
+
+
+class Variant:
+    """One misbehaving server: the script it runs (``commands``, which every server class
+    takes: a list of steps, or a ``PerConnection`` plan) and what was changed (``note``).
+
+    ``kind`` is the misbehaviour's name (see ``KINDS``; ``"custom"`` for one made by
+    hand). ``corrupts`` (by default, whether the kind does) is True when the variant
+    changes the bytes the client gets (``garbage``, ``flip``), which a client cannot always
+    notice, so a check of its result must allow for it. The repr reads as a script (and
+    evaluates to an equal variant), so Hypothesis' falsifying example shows what the
+    server did. The strategies make variants; a test may make one by hand
+    (TypeError/ValueError for a bad script).
+
+    >>> from embeddedserver import RECEIVE, Reset, Send
+    >>> Variant([RECEIVE, Send(b"HTTP/1.1 200 OK\\r\\n"), Reset()], note="reset")
+    Variant([RECEIVE, Send(b'HTTP/1.1 200 OK\\r\\n'), Reset()], note='reset')
+    """
+
+    __slots__ = ("commands", "corrupts", "kind", "note")
+
+    def __init__(
+        self,
+        commands: Script | PerConnection,
+        *,
+        note: str,
+        kind: str = "custom",
+        corrupts: bool | None = None,
+    ) -> None:
+        if not isinstance(note, str) or not isinstance(kind, str):
+            raise TypeError(f"note and kind must be str, not {note!r} and {kind!r}")
+        self.commands: list[Step] | PerConnection = (
+            commands if isinstance(commands, PerConnection) else list(compile_script(commands)))
+        self.note = note
+        self.kind = kind
+        self.corrupts = kind in _CORRUPTING if corrupts is None else _args.flag(
+            corrupts, "corrupts")
+
+    def __repr__(self) -> str:
+        return f"Variant({show_script(self.commands)}, note={self.note!r})"
+
+
+def _base(script: Script | PerConnection | Variant) -> Base:
+    return Base(script.commands if isinstance(script, Variant) else script)
+
+
+def _made(base: Base, part: int, made: tuple[list[Step], str], kind: str) -> Variant:
+    commands, note = base.rebuild(part, *made)
+    return Variant(commands, note=note, kind=kind)
 
 # ---------------------------------------------------------------------------
 # strategies
@@ -148,7 +211,7 @@ def _data(steps: Steps, index: int) -> bytes:
 def _cut(draw: st.DrawFn, base: Base, how: str) -> Variant:
     part, steps, index = draw(_place(base, send_steps))
     offset = draw(st.integers(0, len(_data(steps, index))))
-    return base.variant(part, *cut(steps, index, offset, how), how)
+    return _made(base, part, cut(steps, index, offset, how), how)
 
 
 @st.composite
@@ -163,20 +226,20 @@ def _split(draw: st.DrawFn, base: Base, max_delay: float, max_pieces: int) -> Va
         seconds = draw(st.sampled_from(choices)) if choices else 0.0
         pauses.append(seconds)
         budget -= seconds
-    return base.variant(part, *split(steps, index, cuts, pauses), "split")
+    return _made(base, part, split(steps, index, cuts, pauses), "split")
 
 
 @st.composite
 def _pause(draw: st.DrawFn, base: Base, max_delay: float) -> Variant:
     part, steps, index = draw(_place(base, pause_points))
     seconds = draw(st.sampled_from(_pause_choices(max_delay)))
-    return base.variant(part, *pause(steps, index, seconds), "delay")
+    return _made(base, part, pause(steps, index, seconds), "delay")
 
 
 @st.composite
 def _hang(draw: st.DrawFn, base: Base) -> Variant:
     part, steps, index = draw(_place(base, pause_points))
-    return base.variant(part, *hang(steps, index), "hang")
+    return _made(base, part, hang(steps, index), "hang")
 
 
 @st.composite
@@ -185,7 +248,7 @@ def _garbage(draw: st.DrawFn, base: Base, max_garbage: int) -> Variant:
     offset = draw(st.integers(0, len(_data(steps, index))))
     n = draw(st.integers(1, max_garbage))
     seed = draw(st.integers(0, 255))
-    return base.variant(part, *insert_garbage(steps, index, offset, n, seed), "garbage")
+    return _made(base, part, insert_garbage(steps, index, offset, n, seed), "garbage")
 
 
 @st.composite
@@ -193,7 +256,7 @@ def _flip(draw: st.DrawFn, base: Base) -> Variant:
     part, steps, index = draw(_place(base, send_steps))
     offset = draw(st.integers(0, len(_data(steps, index)) - 1))
     mask = draw(st.integers(1, 255))
-    return base.variant(part, *flip(steps, index, offset, mask), "flip")
+    return _made(base, part, flip(steps, index, offset, mask), "flip")
 
 
 @st.composite
@@ -202,9 +265,9 @@ def _frame(draw: st.DrawFn, base: Base) -> Variant:
     if draw(st.booleans()):  # a prefix that claims more than follows
         made = overclaim_frame(steps, index, draw(st.integers(1, 16)))
         if made is not None:
-            return base.variant(part, *made, "truncated-frame")
+            return _made(base, part, made, "truncated-frame")
     offset = draw(st.integers(0, len(_data(steps, index)) - 1))
-    return base.variant(part, *truncate_frame(steps, index, offset), "truncated-frame")
+    return _made(base, part, truncate_frame(steps, index, offset), "truncated-frame")
 
 
 @st.composite
@@ -212,7 +275,10 @@ def _connection(
     draw: st.DrawFn, base: Base, inner: st.SearchStrategy[Variant], connections: int
 ) -> Variant:
     position = draw(st.integers(1, connections))
-    return per_connection(base.steps, position, draw(inner))
+    bad = draw(inner)
+    assert not isinstance(bad.commands, PerConnection)
+    plan, note = per_connection(base.steps, position, bad.commands, bad.note)
+    return Variant(plan, note=note, kind="connection", corrupts=bad.corrupts)
 
 
 def _kinds(kinds: object, what: str, accepted: Collection[str] = KINDS) -> tuple[str, ...]:
@@ -303,11 +369,12 @@ def misbehaving(
     Raises TypeError/ValueError for a bad script or argument, and ValueError if no kind
     fits the script.
 
+    >>> from hypothesis import find
     >>> from embeddedserver import RECEIVE
-    >>> misbehaving([RECEIVE, b"pong"], kinds=("reset",))  # doctest: +ELLIPSIS
-    one_of(...)
+    >>> find(misbehaving([RECEIVE, b"pong"], kinds=("reset",)), lambda variant: True)
+    Variant([RECEIVE, Reset()], note='reset after 0 of the 4 bytes of step 1')
     """
-    base = Base(script)
+    base = _base(script)
     chosen = _kinds(kinds, "kinds")
     max_delay = _args.duration(max_delay, "max_delay")
     inner = tuple(kind for kind in chosen if kind != "connection") or _NOT_CONNECTION
@@ -329,7 +396,7 @@ def cut_sends(
     close (``"close"``: FIN), reset (``"reset"``: RST) or half-close (``"half-close"``: the
     client reads EOF, the server stays silent and keeps reading) instead of the rest.
     ValueError if the script sends nothing."""
-    base = Base(script)
+    base = _base(script)
     return _only(base, _kinds(how, "how", _CUT_KINDS), "cut_sends()", 0.0)
 
 
@@ -342,7 +409,7 @@ def split_sends(
     """Variants that send a drawn send step in 2 to *max_pieces* pieces of drawn sizes,
     with pauses between them (10 ms or more, *max_delay* seconds in all; once that is spent,
     back to back): a client must not take one read for the whole reply."""
-    base = Base(script)
+    base = _base(script)
     max_delay = _args.duration(max_delay, "max_delay")
     pieces = _args.count(max_pieces, "max_pieces", 2)
     return _only(base, ("split",), "split_sends()", max_delay, max_pieces=pieces)
@@ -353,14 +420,14 @@ def delays(
 ) -> st.SearchStrategy[Variant]:
     """Variants that pause (``Delay``, at most *max_delay* seconds) before a drawn step,
     or before the end of the script."""
-    base = Base(script)
+    base = _base(script)
     return _only(base, ("delay",), "delays()", _args.duration(max_delay, "max_delay"))
 
 
 def hangs(script: Script | PerConnection | Variant) -> st.SearchStrategy[Variant]:
     """Variants that fall silent (``Hang()``) instead of a drawn step and the rest, or
     instead of closing at the end: the client's own timeout must end its wait."""
-    return _only(Base(script), ("hang",), "hangs()", 0.0)
+    return _only(_base(script), ("hang",), "hangs()", 0.0)
 
 
 def corruptions(
@@ -373,7 +440,7 @@ def corruptions(
     send step (``"garbage"``), or change one byte of it (``"flip"``). The client gets
     wrong bytes: ``Variant.corrupts`` is True, and a check of its result must allow that
     a protocol cannot notice every change (a byte of an HTTP body, say)."""
-    base = Base(script)
+    base = _base(script)
     garbage = _args.count(max_garbage, "max_garbage", 1)
     return _only(base, _kinds(how, "how", _CORRUPT_KINDS), "corruptions()", 0.0,
                  max_garbage=garbage)
@@ -383,7 +450,7 @@ def truncated_frames(script: Script | PerConnection | Variant) -> st.SearchStrat
     """Variants that send a drawn ``SendFrame`` step cut short (in its prefix or its
     payload), or behind a length prefix that claims 1 to 16 bytes more than follow, then
     close. ValueError if the script has no ``SendFrame``."""
-    return _only(Base(script), ("truncated-frame",), "truncated_frames()", 0.0)
+    return _only(_base(script), ("truncated-frame",), "truncated_frames()", 0.0)
 
 
 def one_connection(
@@ -396,7 +463,7 @@ def one_connection(
     """Variants where connection 1 to *connections* (drawn) misbehaves in one of *kinds*
     and every other connection follows *script* (``PerConnection``): a client that
     retries, or keeps a pool, meets one bad connection among good ones."""
-    base = Base(script)
+    base = _base(script)
     inner = _kinds(kinds, "kinds", _NOT_CONNECTION)
     count = _args.count(connections, "connections", 1)
     return _only(base, ("connection",), "one_connection()",
@@ -533,16 +600,42 @@ def _shown_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+@overload
 def check_client(
     variant: Variant | Script | PerConnection,
-    client: Callable[[Any], Coroutine[Any, Any, _T]] | Callable[[Any], _T],
+    client: Callable[[Any], Coroutine[Any, Any, _T]],
+    *,
+    may_raise: type[BaseException] | tuple[type[BaseException], ...] = ...,
+    within: float = ...,
+    correct: Callable[[_T], object] | None = ...,
+    start: Callable[..., CommandServer] = ...,
+    fail_on: Collection[str] = ...,
+) -> Outcome[_T]: ...
+
+
+@overload
+def check_client(
+    variant: Variant | Script | PerConnection,
+    client: Callable[[Any], _T],
+    *,
+    may_raise: type[BaseException] | tuple[type[BaseException], ...] = ...,
+    within: float = ...,
+    correct: Callable[[_T], object] | None = ...,
+    start: Callable[..., CommandServer] = ...,
+    fail_on: Collection[str] = ...,
+) -> Outcome[_T]: ...
+
+
+def check_client(
+    variant: Variant | Script | PerConnection,
+    client: Callable[[Any], Any],
     *,
     may_raise: type[BaseException] | tuple[type[BaseException], ...] = _MAY_RAISE,
     within: float = 2.0,
-    correct: Callable[[_T], object] | None = None,
+    correct: Callable[[Any], object] | None = None,
     start: Callable[..., CommandServer] = CommandServer,
     fail_on: Collection[str] = ("error",),
-) -> Outcome[_T]:
+) -> Outcome[Any]:
     """Run *client* against a server for *variant* and check the contract it must keep.
 
     Starts a server (``start(commands, **options)``: ``CommandServer`` by default, or the
@@ -576,7 +669,7 @@ def check_client(
     if isinstance(variant, Variant):
         commands, shown = variant.commands, repr(variant)
     else:
-        base = Base(variant)  # a bad script fails here, as a server would
+        base = _base(variant)  # a bad script fails here, as a server would
         commands, shown = variant, show_script(base.plan if base.plan is not None else base.steps)
     allowed = _may_raise(may_raise)
     within = _args.timeout(within, "within")
