@@ -42,6 +42,7 @@ Sections: strategies - checking a client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
 import time
@@ -481,9 +482,10 @@ _GRACE = JOIN_TIMEOUT
 #: Seconds a late async client gets, once the server has stopped, before its task is cancelled.
 _CANCEL_AFTER = 0.5
 #: The verdict a variant's server gives: a client may react to the misbehaviour in any way.
+#: The client has returned when the verdict settles: no silence is worth waiting for.
 _RELAXED: dict[str, Any] = {
     "verbose": False, "allow_unfinished": True, "allow_extra_bytes": True,
-    "expect_connections": None,
+    "expect_connections": None, "settle": 0.0,
 }
 _SHOWN_CONNECTIONS = 3
 
@@ -643,8 +645,10 @@ def check_client(
     of yours) with a relaxed verdict (``allow_unfinished``, ``allow_extra_bytes``,
     ``expect_connections=None``), calls ``client(address)`` (``(host, port)``, or a path
     for a Unix-socket server) on a thread of its own (an ``async def`` client runs in an
-    event loop there), then stops the server. Raises AssertionError, with the variant's
-    script, what the client did and the server's transcript, when the client
+    event loop there), then lets the server run its script on all the client sent and
+    stops it (``verdict()``, which settles at once: the client is done). Raises
+    AssertionError, with the variant's script, what the client did and the server's
+    transcript, when the client
 
     * raised an exception that *may_raise* (a class or a tuple) does not allow;
     * ran past *within* seconds: the server is then stopped (which closes its
@@ -687,6 +691,9 @@ def check_client(
     try:
         run = _ClientThread(client, server.address)
         in_time = run.wait(within)
+        if in_time:  # the server runs its scripts on all the client sent, then stops
+            with contextlib.suppress(AssertionError):  # its failures are judged below
+                server.verdict()
     finally:
         server.stop()  # what a late client waits on closes: it ends, or it is reported
     # A late client gets time to see its connections close; an async one whose task
