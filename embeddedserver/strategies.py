@@ -32,21 +32,18 @@ connections, so a hanging client is reported, not waited on), or returned a resu
 wrong data as if it were right. The server's own verdict is relaxed for the variant (a
 client may leave the script unfinished, send more, connect again or not at all, break an
 expectation in its reaction); only an error on the server's side (``fail_on``) fails.
+The client's thread, what it did wrong and the message live in ``embeddedserver._clientrun``.
 
 Hypothesis is not a dependency of the package: this module needs it (``pip install
 'embeddedserver[fuzz]'``) and the package does not import this module.
 
-Sections: strategies - checking a client.
+Sections: variants - strategies - checking a client.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
-import threading
-import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
@@ -60,7 +57,16 @@ except ImportError as exc:  # pragma: no cover - the fuzz extra is not installed
 
 from . import _args
 from ._args import JOIN_TIMEOUT
-from ._text import callable_name, plural, short_repr
+from ._clientrun import (
+    ClientThread,
+    check_callable,
+    clip,
+    exception_classes,
+    failure_kinds,
+    judge,
+    report,
+)
+from ._text import plural
 from ._variants import (
     Base,
     cut,
@@ -78,7 +84,7 @@ from ._variants import (
     splittable_steps,
     truncate_frame,
 )
-from .record import Failure, show_bytes
+from .record import Failure
 from .servers import CommandServer
 from .steps import PerConnection, Script, Step, compile_script
 
@@ -98,7 +104,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-Steps = tuple[Step, ...]
+_Steps = tuple[Step, ...]
 
 # ---------------------------------------------------------------------------
 # variants
@@ -188,22 +194,22 @@ def _pause_choices(limit: float) -> list[float]:
     return choices or ([limit] if limit >= 0.001 else [])
 
 
-def _parts(base: Base, where: Callable[[Steps], list[int]]) -> list[int]:
+def _parts(base: Base, where: Callable[[_Steps], list[int]]) -> list[int]:
     """The parts of *base* (the script, or each script of a plan) where *where* finds places."""
     return [n for n, (_, steps) in enumerate(base.parts) if where(steps)]
 
 
 @st.composite
 def _place(
-    draw: st.DrawFn, base: Base, where: Callable[[Steps], list[int]]
-) -> tuple[int, Steps, int]:
+    draw: st.DrawFn, base: Base, where: Callable[[_Steps], list[int]]
+) -> tuple[int, _Steps, int]:
     """Draw a part of *base* and a place in its script (a step index)."""
     part = draw(st.sampled_from(_parts(base, where)))
     steps = base.parts[part][1]
     return part, steps, draw(st.sampled_from(where(steps)))
 
 
-def _data(steps: Steps, index: int) -> bytes:
+def _data(steps: _Steps, index: int) -> bytes:
     data: bytes = getattr(steps[index], "data", b"")
     return data
 
@@ -351,7 +357,7 @@ def _only(base: Base, kinds: tuple[str, ...], what: str, max_delay: float,
 
 
 def _shown(base: Base) -> str:
-    return _clip(show_script(base.plan if base.plan is not None else base.steps), 200)
+    return clip(show_script(base.plan if base.plan is not None else base.steps), 200)
 
 
 def misbehaving(
@@ -487,7 +493,6 @@ _RELAXED: dict[str, Any] = {
     "verbose": False, "allow_unfinished": True, "allow_extra_bytes": True,
     "expect_connections": None, "settle": 0.0,
 }
-_SHOWN_CONNECTIONS = 3
 
 
 @dataclass
@@ -506,100 +511,6 @@ class Outcome(Generic[_T]):
     elapsed: float
     server: CommandServer
     tolerated: list[Failure] = field(default_factory=list)
-
-
-class _ClientThread:
-    """The client, called on a thread of its own so that one that hangs is reported
-    rather than waited on; an awaitable it returns runs in a new event loop there."""
-
-    def __init__(self, client: Callable[[Any], Any], address: Any) -> None:
-        self.client = client
-        self.address = address
-        self.result: Any = None
-        self.raised: BaseException | None = None
-        self.started = time.monotonic()
-        self.ended: float | None = None
-        self._cancel: Callable[[], object] | None = None
-        self.thread = threading.Thread(
-            target=self._run, name=f"embeddedserver:client {callable_name(client)}",
-            daemon=True,  # one that never ends is reported, and must not block the exit
-        )
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            value = self.client(self.address)
-            if inspect.isawaitable(value):
-                value = asyncio.run(self._await(value))
-            self.result = value
-        except BaseException as exc:  # whatever the client raises is judged, never lost
-            self.raised = exc
-        finally:
-            self.ended = time.monotonic()
-
-    async def _await(self, awaitable: Awaitable[Any]) -> Any:
-        loop, task = asyncio.get_running_loop(), asyncio.current_task()
-        assert task is not None
-        self._cancel = lambda: loop.call_soon_threadsafe(task.cancel)
-        try:
-            return await awaitable
-        finally:
-            self._cancel = None
-
-    def wait(self, timeout: float) -> bool:
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
-
-    @property
-    def is_async(self) -> bool:
-        """True while the client's awaitable runs (in its own event loop)."""
-        return self._cancel is not None
-
-    def cancel(self) -> bool:
-        """Cancel an async client's task; False for a sync client (nothing to cancel)."""
-        cancel = self._cancel
-        if cancel is None:
-            return False
-        try:
-            cancel()
-        except RuntimeError:  # the loop closed in between: the client has ended
-            pass
-        return True
-
-    @property
-    def elapsed(self) -> float:
-        return (self.ended if self.ended is not None else time.monotonic()) - self.started
-
-
-def _may_raise(value: object) -> tuple[type[BaseException], ...]:
-    classes = value if isinstance(value, tuple) else (value,)
-    for cls in classes:
-        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-            raise TypeError(f"may_raise must be an exception class or a tuple of them "
-                            f"(such as (ConnectionError, TimeoutError)), not {value!r}")
-    return classes
-
-
-def _callable(value: object, name: str, what: str) -> None:
-    if not callable(value):
-        raise TypeError(f"{name} must be {what}, not {value!r}")
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _shown_value(value: object) -> str:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return show_bytes(bytes(value), 120)
-    if isinstance(value, (str, int, float, type(None), list, tuple, dict)):
-        return _clip(repr(value), 200)
-    return short_repr(value)  # a user's object: its repr may raise
-
-
-def _shown_exception(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @overload
@@ -675,13 +586,13 @@ def check_client(
     else:
         base = _base(variant)  # a bad script fails here, as a server would
         commands, shown = variant, show_script(base.plan if base.plan is not None else base.steps)
-    allowed = _may_raise(may_raise)
+    allowed = exception_classes(may_raise)
     within = _args.timeout(within, "within")
-    _callable(client, "client", "a callable taking the server's address")
+    check_callable(client, "client", "a callable taking the server's address")
     if correct is not None:
-        _callable(correct, "correct", "a callable taking the client's result, or None")
-    _callable(start, "start", "a server class such as CommandServer, or a factory")
-    fatal = frozenset(_names(fail_on))
+        check_callable(correct, "correct", "a callable taking the client's result, or None")
+    check_callable(start, "start", "a server class such as CommandServer, or a factory")
+    fatal = frozenset(failure_kinds(fail_on))
     server = start(commands, **_RELAXED)
     if not isinstance(server, CommandServer):
         stop = getattr(server, "stop", None)
@@ -689,7 +600,7 @@ def check_client(
             stop()
         raise TypeError(f"start must make a CommandServer (or a subclass), not {server!r}")
     try:
-        run = _ClientThread(client, server.address)
+        run = ClientThread(client, server.address)
         in_time = run.wait(within)
         if in_time:  # the server runs its scripts on all the client sent, then stops
             with contextlib.suppress(AssertionError):  # its failures are judged below
@@ -704,100 +615,12 @@ def check_client(
     tolerated = [f for f in server.errors if f.kind not in fatal]
     for failure in tolerated:  # stopped: every failure is recorded, none is waited for
         server.assert_failed(failure.kind, timeout=0.001)
-    problem, cause = _problem(run, allowed, within, in_time, ended, correct)
+    problem, cause = judge(run, allowed, within, _GRACE, in_time, ended, correct)
     if serious:
         problem = (problem + "; and " if problem else "") + (
             f"the server itself failed ({plural(len(serious), 'failure')} of kind "
             + ", ".join(sorted({f.kind for f in serious})) + ")")
     if problem:
-        raise AssertionError(_report(problem, shown, run, within, server, serious,
+        raise AssertionError(report(problem, shown, run, within, server, serious,
                                      tolerated)) from cause
     return Outcome(run.result, run.raised, run.elapsed, server, tolerated)
-
-
-def _names(kinds: object) -> tuple[str, ...]:
-    if isinstance(kinds, str) or not isinstance(kinds, Collection) or not all(
-            isinstance(kind, str) for kind in kinds):
-        raise TypeError(f"fail_on must be a collection of failure kinds such as "
-                        f"('error', 'mismatch'), not {kinds!r}")
-    return tuple(kinds)
-
-
-def _problem(
-    run: _ClientThread,
-    allowed: tuple[type[BaseException], ...],
-    within: float,
-    in_time: bool,
-    ended: bool,
-    correct: Callable[[Any], object] | None,
-) -> tuple[str, BaseException | None]:
-    """What the client did wrong, in words, and the exception behind it (or '', None)."""
-    if not in_time:
-        head = f"the client did not finish within {within:g} s (within=)"
-        if not ended:
-            return (f"{head}, nor {_GRACE:g} s after the server stopped and closed its "
-                    f"connections: its thread {run.thread.name!r} is left running (a client "
-                    "that ignores a closed connection, or retries forever?)", None)
-        if run.raised is not None:
-            return (f"{head}: it raised {_shown_exception(run.raised)} only once the server "
-                    f"had stopped, after {run.elapsed:.3f} s", run.raised)
-        return (f"{head}: it returned {_shown_value(run.result)} only once the server had "
-                f"stopped, after {run.elapsed:.3f} s", None)
-    if run.raised is not None:
-        if isinstance(run.raised, allowed):
-            return "", None
-        names = ", ".join(cls.__name__ for cls in allowed) or "nothing"
-        return (f"the client raised {_shown_exception(run.raised)}, which may_raise does not "
-                f"allow (it allows {names})", run.raised)
-    if correct is None:
-        return "", None
-    try:
-        verdict = correct(run.result)
-    except Exception as exc:
-        return (f"the client returned {_shown_value(run.result)} as if it were right, and "
-                f"correct={callable_name(correct)} rejected it: raised "
-                f"{_shown_exception(exc)}", exc)
-    if verdict:
-        return "", None
-    return (f"the client returned {_shown_value(run.result)} as if it were right, and "
-            f"correct={callable_name(correct)} rejected it (returned {short_repr(verdict)})",
-            None)
-
-
-def _report(
-    problem: str,
-    shown: str,
-    run: _ClientThread,
-    within: float,
-    server: CommandServer,
-    serious: list[Failure],
-    tolerated: list[Failure],
-) -> str:
-    if run.thread.is_alive():
-        did = f"still running after {run.elapsed:.3f} s"
-    elif run.raised is not None:
-        did = f"raised {_shown_exception(run.raised)} after {run.elapsed:.3f} s"
-    else:
-        did = f"returned {_shown_value(run.result)} after {run.elapsed:.3f} s"
-    lines = [
-        problem,
-        f"  server: {shown}",
-        f"  client: {callable_name(run.client)}({run.address!r}) {did} "
-        f"(within={within:g} s)",
-    ]
-    if serious:
-        lines.append("  the server's own failures:")
-        lines.extend("    " + line for f in serious for line in f.message().splitlines())
-    if tolerated:
-        lines.append("  what the server saw (forgiven: a client may react so):")
-        lines.extend(f"    connection #{f.connection}: {f.summary}" if f.connection
-                     else f"    {f.summary}" for f in tolerated[-_SHOWN_CONNECTIONS:])
-    records = server.connections
-    lines.append(f"  transcript ({plural(len(records), 'connection')}"
-                 + (f", the last {_SHOWN_CONNECTIONS}" if len(records) > _SHOWN_CONNECTIONS
-                    else "") + "):")
-    if not records:
-        lines.append("    (the client never connected)")
-    for record in records[-_SHOWN_CONNECTIONS:]:
-        lines.extend("    " + line for line in record.render(tail=12).splitlines())
-    return "\n".join(lines)
