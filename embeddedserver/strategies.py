@@ -347,17 +347,16 @@ def _strategy(
 
 def _only(base: Base, kinds: tuple[str, ...], what: str, max_delay: float,
           **more: Any) -> st.SearchStrategy[Variant]:
+    """One of the strategies of *kinds* that fit *base*; ValueError naming *what* (the
+    caller) and why each kind does not fit, if none does."""
     made = {kind: _strategy(base, kind, max_delay, **more) for kind in kinds}
     branches = [s for s in made.values() if not isinstance(s, str)]
     if not branches:
         why = "; ".join(f"{kind}: {reason}" for kind, reason in made.items())
-        raise ValueError(f"{what}: no misbehaviour of this kind fits the script "
-                         f"{_shown(base)} ({why})")
+        shown = clip(show_script(base.commands()), 200)
+        raise ValueError(f"{what}: no misbehaviour of the kinds asked for fits the script "
+                         f"{shown} ({why})")
     return st.one_of(branches)
-
-
-def _shown(base: Base) -> str:
-    return clip(show_script(base.plan if base.plan is not None else base.steps), 200)
 
 
 def misbehaving(
@@ -385,13 +384,7 @@ def misbehaving(
     chosen = _kinds(kinds, "kinds")
     max_delay = _args.duration(max_delay, "max_delay")
     inner = tuple(kind for kind in chosen if kind != "connection") or _NOT_CONNECTION
-    made = {kind: _strategy(base, kind, max_delay, inner=inner) for kind in chosen}
-    branches = [s for s in made.values() if not isinstance(s, str)]
-    if not branches:
-        why = "; ".join(f"{kind}: {reason}" for kind, reason in made.items())
-        raise ValueError(f"misbehaving(): none of the kinds fits the script {_shown(base)} "
-                         f"({why})")
-    return st.one_of(branches)
+    return _only(base, chosen, "misbehaving()", max_delay, inner=inner)
 
 
 def cut_sends(
@@ -585,7 +578,7 @@ def check_client(
         commands, shown = variant.commands, repr(variant)
     else:
         base = _base(variant)  # a bad script fails here, as a server would
-        commands, shown = variant, show_script(base.plan if base.plan is not None else base.steps)
+        commands, shown = variant, show_script(base.commands())
     allowed = exception_classes(may_raise)
     within = _args.timeout(within, "within")
     check_callable(client, "client", "a callable taking the server's address")
