@@ -15,8 +15,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("embeddedserver", "testingsocket")
-#: Public modules whose names the package does not re-export: the shells on top.
-SHELLS = {"embeddedserver.cli", "embeddedserver.demo", "embeddedserver.plugin"}
+#: Public modules whose names the package does not re-export: the shells on top, and
+#: ``strategies``, which needs Hypothesis (not a dependency: the package must not import it).
+SHELLS = {"embeddedserver.cli", "embeddedserver.demo", "embeddedserver.plugin",
+          "embeddedserver.strategies"}
 
 
 def _modules() -> dict[str, Path]:
