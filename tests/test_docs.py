@@ -3,7 +3,8 @@
 * Every ```python block runs. Plain blocks are executed in a fresh namespace (from the
   repository root, with this checkout first on the path of any subprocess they start).
   Blocks whose first line names a test file (``# test_something.py``) are pytest files:
-  each is run by ``pytester`` in a subprocess, and every test in it must pass.
+  a page's test files are written side by side and run by ``pytester`` in one subprocess,
+  and every test in them must pass.
 * Every relative link points at a file that exists and, with an anchor, at a heading of
   that page, under the anchor both GitHub and MkDocs give it. Links from docs/ stay in
   docs/ (MkDocs builds only that directory).
@@ -46,27 +47,31 @@ def test_python_example_runs(block: Block) -> None:
     exec(compile(block.code, block.id, "exec"), namespace)
 
 
-@pytest.mark.parametrize("block", _PYTEST, ids=_ids(_PYTEST))
-def test_pytest_example_passes(
-    block: Block, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+_PYTEST_PAGES = sorted({block.page for block in _PYTEST})
+
+
+@pytest.mark.parametrize("page", _PYTEST_PAGES)
+def test_pytest_examples_pass(
+    page: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A page's test files, written side by side as a reader may copy them, pass in one
+    pytest run (one subprocess a page: each costs seconds to start)."""
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    assert block.test_file is not None
-    pytester.makepyfile(**{block.test_file: block.code})
+    files: dict[str, str] = {}
+    tests = 0
+    for block in (block for block in _PYTEST if block.page == page):
+        assert block.test_file is not None
+        assert block.test_file not in files, f"{block.id}: a second {block.test_file}.py"
+        files[block.test_file] = block.code
+        defined = block.code.count("\ndef test_") + block.code.count("\nasync def test_")
+        assert defined, f"{block.id}: a test file with no test"
+        tests += defined
+    pytester.makepyfile(**files)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    tests = block.code.count("\ndef test_") + block.code.count("\nasync def test_")
-    assert tests, f"{block.id}: a test file with no test"
     outcomes = result.parseoutcomes()
     passed = outcomes.pop("passed", 0)
     outcomes.pop("warnings", None)
     assert not outcomes and passed >= tests, "\n".join(result.outlines)
-
-
-def test_pytest_examples_have_distinct_names() -> None:
-    """A reader may copy the test files of one page into one directory."""
-    for page in {block.page for block in _PYTEST}:
-        names = [block.test_file for block in _PYTEST if block.page == page]
-        assert len(names) == len(set(names)), f"{page}: two examples share a file name"
 
 
 def test_readme_shows_each_way_in() -> None:
