@@ -4,6 +4,7 @@ python examples and their links, for the tests that check their own part of the 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,17 +139,20 @@ def mkdocs_slug(text: str) -> str:
 
 
 def anchors(page: Path) -> tuple[set[str], set[str]]:
-    """The heading anchors of *page*: (GitHub's, MkDocs') including the ``-1``, ``-2``
-    suffixes both give a repeated heading."""
+    """The heading anchors of *page*: (GitHub's, MkDocs'), a repeated heading's included
+    (GitHub adds ``-1``, ``-2``...; MkDocs ``_1``, ``_2``...)."""
     lines = page.read_text(encoding="utf-8").splitlines()
-    found: tuple[set[str], set[str]] = (set(), set())
-    for slugs, slug in zip(found, (github_slug, mkdocs_slug), strict=True):
-        seen: dict[str, int] = {}
-        for i in _heading_lines(lines):
-            base = slug(_heading_text(lines[i]))
-            n = seen.get(base, 0)
-            seen[base] = n + 1
-            slugs.add(base if n == 0 else f"{base}_{n}" if slug is mkdocs_slug else f"{base}-{n}")
+    texts = [_heading_text(lines[i]) for i in _heading_lines(lines)]
+    return _numbered(map(github_slug, texts), "-"), _numbered(map(mkdocs_slug, texts), "_")
+
+
+def _numbered(slugs: Iterable[str], separator: str) -> set[str]:
+    seen: dict[str, int] = {}
+    found = set()
+    for slug in slugs:
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        found.add(slug if n == 0 else f"{slug}{separator}{n}")
     return found
 
 
