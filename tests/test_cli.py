@@ -1,6 +1,6 @@
 """The command line: STEP syntax, serving (in-process and as ``python -m embeddedserver``),
 Ctrl-C, bad arguments, ``--demo`` (the demo's own checks are in test_demo.py),
-and the python examples of README.md.
+and the reference page docs/reference/cli.md (every step and option is there).
 
 In-process tests run ``main()`` on the test's thread with ``--count`` while a helper
 thread drives a client; the client learns the port from the first line ``main`` prints
@@ -34,7 +34,7 @@ from _cli import (
     read_to_eof,
     run_cli,
 )
-from _readme import readme_section
+from _readme import section
 
 import embeddedserver.cli
 from embeddedserver._text import unescape
@@ -657,31 +657,40 @@ def test_demo_as_a_module_exits_0(child: Any) -> None:
 
 
 # ---------------------------------------------------------------------------
-# README.md
+# docs/reference/cli.md (its python examples run in tests/test_docs.py)
 # ---------------------------------------------------------------------------
 
-_DOC_HEADING = '## The command line'
-_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-
-
-def _doc_blocks() -> list[tuple[int, str]]:
-    text = readme_section(_DOC_HEADING)
-    return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in _BLOCK.finditer(text)]
-
-
-@pytest.mark.parametrize(("line", "code"), _doc_blocks(), ids=lambda v: str(v)[:12])
-def test_docs_python_examples_run(
-    line: int, code: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    exec(compile(code, f"README.md:{line}", "exec"), {"__name__": f"docs_cli_{line}"})
+_DOC_PAGE = "docs/reference/cli.md"
 
 
 def test_docs_show_every_step() -> None:
-    text = readme_section(_DOC_HEADING)
+    text = section(_DOC_PAGE, "## Steps")
     for spec in embeddedserver.cli._SPECS:
         assert f"`{spec.usage}`" in text, spec.usage
+
+
+def test_docs_show_every_option() -> None:
+    text = section(_DOC_PAGE, "## Options")
+    for action in embeddedserver.cli._parser()._actions:
+        for option in action.option_strings:
+            if option not in ("-h", "--help"):
+                shown = option if action.metavar is None and action.nargs == 0 else (
+                    f"{option} {action.metavar or action.dest.upper()}"
+                )
+                assert f"`{shown}`" in text, shown
+
+
+def test_docs_show_the_help_as_it_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """The reference's copy of --help is the program's, word for word (argparse wraps
+    to the terminal's width, so line breaks may differ)."""
+    text = section(_DOC_PAGE, "## `--help`")
+    shown = text.split("$ python -m embeddedserver --help\n", 1)[1].split("```", 1)[0]
+    assert main(["--help"]) == 0
+    printed = capsys.readouterr().out
+    assert shown.split() == printed.split(), (
+        f"{_DOC_PAGE} shows another --help: paste the output of "
+        "python -m embeddedserver --help there"
+    )
 
 
 # --script FILE: serve a recorded or hand-written script file -----------------------

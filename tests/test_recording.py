@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _readme import readme_section
+from _readme import python_blocks, section
 
 import testingsocket
 import testingsocket.recording
 from testingsocket import Cue, TestingSocket
 
 TIMEOUT = 10.0  # for anything that waits on a peer; only reached if a test is broken
-_DOC_HEADING = '## TestingSocket'
+_DOC_PAGE = "docs/reference/testingsocket.md"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,24 +166,19 @@ def driver(request: pytest.FixtureRequest) -> Driver:
 
 
 # ---------------------------------------------------------------------------------------------
-# The README section and the docstring examples run
+# The reference page shows runnable examples (tests/test_docs.py runs them), and the
+# docstring examples run
 # ---------------------------------------------------------------------------------------------
 
 
-def _doc_blocks() -> list[tuple[int, str]]:
-    text = readme_section(_DOC_HEADING)
-    found = re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)
-    return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in found]
-
-
-def test_readme_section_has_runnable_examples() -> None:
-    assert len(_doc_blocks()) >= 4
-    assert readme_section(_DOC_HEADING).startswith("## TestingSocket\n")
-
-
-@pytest.mark.parametrize(("line", "code"), _doc_blocks(), ids=lambda v: f"line{v}")
-def test_readme_section_example_runs(line: int, code: str) -> None:
-    exec(compile(code, f"README.md:{line}", "exec"), {"__name__": f"doc_line_{line}"})
+def test_reference_page_has_runnable_examples() -> None:
+    text = section(_DOC_PAGE, "#")
+    assert text.startswith("# TestingSocket\n")
+    code = "\n".join(block.code for block in python_blocks(text, _DOC_PAGE))
+    assert len(python_blocks(text, _DOC_PAGE)) >= 4
+    for name in ["TestingSocket.pair()", "break_on(", "breakOn(", "break_on_receive(",
+                 "eof_after(", "max_send", "capture_sockets(", "asyncio.open_connection"]:
+        assert name in code, f"{_DOC_PAGE} has no example using {name}"
 
 
 def test_docstring_examples_pass() -> None:

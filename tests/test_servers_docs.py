@@ -1,37 +1,30 @@
-"""Every python example in README.md (the README's API section) runs on its own."""
+"""The docs of the script servers show every step and topic in a python example (that each
+example runs is checked with all the others, by tests/test_docs.py)."""
 
 from __future__ import annotations
 
-import re
+from _readme import code_of
 
-import pytest
-from _readme import readme_section
-
-_API_HEADING = '## The API'
-_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-
-
-def _blocks() -> list[tuple[int, str]]:
-    text = readme_section(_API_HEADING)
-    return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in _BLOCK.finditer(text)]
-
-
-_ALL = _blocks()
+#: The pages that took over the README's API section.
+_PAGES = [
+    ("docs/tutorial.md", "#"),
+    ("docs/reference/steps.md", "#"),
+    ("docs/reference/servers.md", "#"),
+    ("docs/reference/verdict.md", "#"),
+    ("docs/howto/retries.md", "#"),
+    ("docs/howto/unittest.md", "#"),
+    ("docs/howto/asyncio.md", "#"),
+]
 
 
 def test_api_doc_has_an_example_for_every_topic() -> None:
-    code = "\n".join(code for _, code in _ALL)
+    code = code_of(*_PAGES)
     for name in [
         "RECEIVE", "ReadUntil", "ReadLine", "ReadFrame", "ReadUntilClose", "Expect(",
         "ExpectRegex", "ExpectFrame", "ExpectClose", "Send(", "SendFrame", "Garbage",
         "Drip", "Delay", "AcceptAndClose", "Reset()", "HalfClose", "Hang(", "Call(",
         "PerConnection", "concurrent=True", "OneShotServer", "server_for_test",
         "AsyncioCommandServer", ".check()", ".transcript()", 'host="localhost"',
+        "assert_failed(", "settle=",
     ]:
-        assert name in code, f"README.md has no example using {name}"
-
-
-@pytest.mark.parametrize(("line", "code"), _ALL, ids=[f"line{n}" for n, _ in _ALL])
-def test_api_example_runs(line: int, code: str, capsys: pytest.CaptureFixture[str]) -> None:
-    namespace: dict[str, object] = {"__name__": f"api_line_{line}"}
-    exec(compile(code, f"README.md:{line}", "exec"), namespace)
+        assert name in code, f"the server docs have no example using {name}"
