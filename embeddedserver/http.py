@@ -413,8 +413,9 @@ class _Checked(RequestReader):
 
 
 class ExpectRequest(ReadRequest):
-    """Read one request and check it (the arguments are ``RequestMatch``'s): the head
-    when it has ended, the body at the end; every difference fails the step, listed.
+    """Read one request and check it (the arguments are ``RequestMatch``'s, or one
+    ``RequestMatch`` made before): the head when it has ended, the body at the end;
+    every difference fails the step, listed.
 
     >>> ExpectRequest("POST", "/items", json={"name": "ada"})
     ExpectRequest(method='POST', path='/items', json={'name': 'ada'})
@@ -422,7 +423,7 @@ class ExpectRequest(ReadRequest):
 
     def __init__(
         self,
-        method: str | None = None,
+        method: str | RequestMatch | None = None,
         path: str | re.Pattern[str] | None = None,
         *,
         query: Mapping[str, str | Sequence[str]] | None = None,
@@ -434,6 +435,13 @@ class ExpectRequest(ReadRequest):
         timeout: float | None = None,
     ) -> None:
         super().__init__(timeout=timeout)
+        if isinstance(method, RequestMatch):  # ExpectRequest(match(...)): one made before
+            given = [path, query, headers, body, where, version]
+            if any(arg is not None for arg in given) or json is not _NO_JSON:
+                raise TypeError("ExpectRequest(match(...)) takes no other criteria: put "
+                                "them in the match")
+            self.criteria = method
+            return
         self.criteria = RequestMatch(method, path, query=query, headers=headers, body=body,
                                      json=json, where=where, version=version)
 
