@@ -180,11 +180,12 @@ class RequestMatch:
             raise TypeError(f"query must be a dict of names to values, not {query!r}")
         checked: dict[str, list[str]] = {}
         for name, value in query.items():
-            values = [value] if isinstance(value, str) else list(value)
+            values = [value] if isinstance(value, str) else (
+                list(value) if isinstance(value, (list, tuple)) else [])
             if not isinstance(name, str) or not values or not all(
                     isinstance(v, str) for v in values):
-                raise TypeError(f"query {name!r}: give a str value or a non-empty list of "
-                                f"them, not {value!r}")
+                raise TypeError(f"query {name!r}: give a str value or a non-empty list "
+                                f"of them, not {value!r}")
             checked[name] = values
         return checked
 
@@ -208,12 +209,10 @@ class RequestMatch:
         found = []
         method_ok = self.method is None or request.method == self.method
         if isinstance(self.path, re.Pattern):
-            path_ok = self.path.fullmatch(request.path) is not None
             want_path = f"a path matching {self.path.pattern!r}"
         else:
-            path_ok = self.path is None or request.path == self.path
             want_path = self.path or request.path
-        if not (method_ok and path_ok):
+        if not (method_ok and self._path_ok(request.path)):
             found.append(f"expected {self.method or request.method} {want_path}, "
                          f"got {request.method} {request.path}")
         if self.version is not None and request.version != self.version:
@@ -231,18 +230,22 @@ class RequestMatch:
                 f"unexpected query parameter {name}={_one_or_list(request.query.get_all(name))}"
                 for name in request.query if name not in self.query)
         for name, value in self.headers or ():
-            if name not in request.headers:
-                if value is not None:
-                    found.append(f"missing header {name} (expected {self._say(value)})")
-                continue
-            sent = request.headers[name]
-            if value is None:
-                found.append(f"header {name}: expected absent, got {sent!r}")
-            elif isinstance(value, str) and sent != value:
-                found.append(f"header {name}: expected {value!r}, got {sent!r}")
-            elif isinstance(value, re.Pattern) and not value.fullmatch(sent):
-                found.append(f"header {name}: expected {self._say(value)}, got {sent!r}")
+            problem = self._header_problem(name, value, request)
+            if problem is not None:
+                found.append(problem)
         return found
+
+    def _header_problem(self, name: str, value: HeaderMatch, request: Request) -> str | None:
+        if name not in request.headers:
+            return None if value is None else f"missing header {name} (expected {self._say(value)})"
+        sent = request.headers[name]
+        if value is None:
+            return f"header {name}: expected absent, got {sent!r}"
+        if isinstance(value, str) and sent != value:
+            return f"header {name}: expected {value!r}, got {sent!r}"
+        if isinstance(value, re.Pattern) and not value.fullmatch(sent):
+            return f"header {name}: expected {self._say(value)}, got {sent!r}"
+        return None
 
     @staticmethod
     def _say(value: str | re.Pattern[str]) -> str:
@@ -297,14 +300,35 @@ class RequestMatch:
         return "; ".join(self.differences(request)) or "matches"
 
     def similarity(self, data: bytes) -> float:
-        """From 0 to 1: the share of this match's checks the request in *data* passes
+        """From 0 to 1: the share of this match's criteria the request in *data* meets
         (ranks the closest rules in a ``Rules`` report)."""
         try:
             request = Request.parse(data)
         except ValueError:
             return 0.0
-        checks = 2 + len(self.query or ()) + len(self.headers or ()) + 2
-        return max(0.0, 1 - len(self.differences(request)) / checks)
+        checks: list[bool] = []
+        if self.method is not None:
+            checks.append(request.method == self.method)
+        if self.path is not None:
+            checks.append(self._path_ok(request.path))
+        if self.version is not None:
+            checks.append(request.version == self.version)
+        checks += [request.query.get_all(name) == values
+                   for name, values in (self.query or {}).items()]
+        checks += [self._header_problem(name, value, request) is None
+                   for name, value in self.headers or ()]
+        if self._checks_body() or self.where is not None:
+            checks.append(not self.body_differences(request))
+        return sum(checks) / len(checks) if checks else 1.0
+
+    def _checks_body(self) -> bool:
+        return (self.exact is not None or self.pattern is not None
+                or self.predicate is not None or self.json is not _NO_JSON)
+
+    def _path_ok(self, path: str) -> bool:
+        if isinstance(self.path, re.Pattern):
+            return self.path.fullmatch(path) is not None
+        return self.path is None or path == self.path
 
     def describe(self) -> str:
         """The request in words, for failure messages."""
@@ -341,7 +365,7 @@ class RequestMatch:
         if self.headers is not None:
             args.append(f"headers={dict(self.headers)!r}")
         if self.exact is not None or self.pattern is not None or self.predicate is not None:
-            args.append(f"body={self._body_repr()}")
+            args.append(f"body={self._body_repr()}")  # json= has its own
         if self.json is not _NO_JSON:
             args.append(f"json={_brief(self.json, 60)}")
         if self.where is not None:

@@ -194,7 +194,8 @@ class Request:
         return reader.request
 
     def json(self) -> Any:
-        """The body parsed as JSON (``json.JSONDecodeError``, a ValueError, if it is not)."""
+        """The body parsed as JSON (ValueError if it is not: ``json.JSONDecodeError``, or
+        ``UnicodeDecodeError`` for bytes that are no Unicode text)."""
         return json.loads(self.body)
 
     def text(self) -> str:
@@ -324,7 +325,7 @@ class RequestReader(Matcher):
         newline = buffer.find(b"\n", start)  # type: ignore[union-attr]
         if newline < 0:
             if eof:
-                raise self._closed(buffer, self._where())
+                raise self._closed(buffer, self._where(buffer))
             limit = _MAX_CHUNK_LINE if self._state == _SIZE else MAX_HEAD
             if len(buffer) - (start if self._state == _SIZE else self._line_start) > limit:
                 what = "chunk-size line" if self._state == _SIZE else "request head"
@@ -342,10 +343,11 @@ class RequestReader(Matcher):
         return {_START: "request line", _HEAD: "header line", _SIZE: "chunk-size line",
                 _TRAILERS: "trailer line"}.get(self._state, "line")
 
-    def _where(self) -> str:
+    def _where(self, buffer: Buffer) -> str:
         state = self._state
         if state == _START:
-            return "in the request line" if self._pos else "before sending a request"
+            started = len(buffer) > self._line_start  # more than empty lines arrived
+            return "in the request line" if started else "before sending a request"
         if state == _HEAD:
             return "in the request head (no blank line ended the headers)"
         return (f"inside the chunked body, after {len(self._body)} body bytes in "
