@@ -444,6 +444,22 @@ def test_serve_checks_each_request_in_turn() -> None:
             srvr.assert_failed("mismatch", step=2, match="expected DELETE /a, got PUT /a")
 
 
+def test_pipelined_requests_are_read_one_at_a_time_by_serve_and_by_rules() -> None:
+    first = request_bytes("POST", "/a", body=b"12345")
+    second = (b"PUT /b HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"3\r\nxyz\r\n0\r\n\r\n")
+    third = request_bytes("GET", "/c")
+    rules = Rules(h.ReadRequest(), Rule(h.match(path="/a"), h.response("A", keep_alive=True)),
+                  Rule(h.match(path="/b"), h.response("B", keep_alive=True)),
+                  Rule(h.match(path="/c"), h.response("C")))
+    for script in ([rules], h.serve(3, h.response("x", keep_alive=True))):
+        for _ in range(ROUNDS):
+            with CommandServer(script, verbose=False) as srvr:
+                got = exchange(srvr.port, first + second + third, shut=True)
+                assert got.count(b"HTTP/1.1 200 OK") == 3
+                assert srvr.received == [first, second, third]
+
+
 def test_http_response_keep_alive_leaves_out_connection_close() -> None:
     two = [h.ReadRequest(), http_response("1", keep_alive=True),
            h.ReadRequest(), http_response("2", keep_alive=True)]
