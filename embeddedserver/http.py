@@ -138,6 +138,9 @@ class RequestMatch:
         if isinstance(path, str):
             if "?" in path:
                 raise ValueError(f"path {path!r} has a query: give it as query={{...}}")
+            if not (path.startswith("/") or path == "*" or ":" in path):
+                raise ValueError(f"path {path!r} does not start with '/' (nor is it '*' or "
+                                 "a CONNECT host:port)")
         elif isinstance(path, re.Pattern):
             if not isinstance(path.pattern, str):
                 raise TypeError(f"a path regex is a str pattern, not {path!r}")

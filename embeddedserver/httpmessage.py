@@ -199,9 +199,13 @@ class Request:
         return json.loads(self.body)
 
     def text(self) -> str:
-        """The body decoded with the charset of its Content-Type (UTF-8 if none)."""
+        """The body decoded with the charset of its Content-Type (UTF-8 if none, or one
+        Python does not know); undecodable bytes become U+FFFD."""
         found = re.search(r"charset=\"?([\w.:-]+)", self.headers.get("Content-Type", ""))
-        return self.body.decode(found.group(1) if found else "utf-8", "replace")
+        try:
+            return self.body.decode(found.group(1) if found else "utf-8", "replace")
+        except LookupError:  # a charset Python does not know
+            return self.body.decode("utf-8", "replace")
 
     def __repr__(self) -> str:
         return (f"Request({self.method} {self.target} {self.version}, "

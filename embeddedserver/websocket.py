@@ -153,7 +153,8 @@ class _Handshake(RequestMatch):
 
     def describe(self) -> str:
         more = f" offering subprotocol {self.protocol!r}" if self.protocol else ""
-        return "a WebSocket opening handshake " + super().describe() + more
+        request = super().describe().replace("(any method)", "GET", 1)
+        return "a WebSocket opening handshake " + request + more
 
     def _args(self) -> list[str]:
         args = [arg for arg in super()._args() if not arg.startswith("method=")]

@@ -245,6 +245,7 @@ def test_exact_body_differences_show_the_first_differing_byte() -> None:
     (lambda: h.match("G T"), "method must be a token such as 'GET', not 'G T'"),
     (lambda: h.match(path="/a?b=1"), "path '/a?b=1' has a query: give it as query="),
     (lambda: h.match(path=3), "path must be a str or a compiled regex, not 3"),
+    (lambda: h.match(path="items"), "path 'items' does not start with '/'"),
     (lambda: h.match(path=re.compile(b"/a")), "a path regex is a str pattern"),
     (lambda: h.match(query={"a": 1}), "query 'a': give a str value"),
     (lambda: h.match(headers={"Bad Name": "x"}), "header name 'Bad Name' is not a token"),
@@ -722,6 +723,9 @@ def test_json_bodies_and_text_decoding() -> None:
     request = Request.parse(request_bytes("POST", "/", "Content-Type: text/plain; "
                                           "charset=latin-1\r\n", "café".encode("latin-1")))
     assert request.text() == "café"
+    unknown = Request.parse(request_bytes("POST", "/", "Content-Type: text/plain; "
+                                          "charset=x-klingon\r\n", b"ok"))
+    assert unknown.text() == "ok"
     with pytest.raises(ValueError):
         request.json()
     assert Request.parse(request_bytes(body=b"[1, 2]")).json() == [1, 2]

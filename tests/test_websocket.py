@@ -181,7 +181,7 @@ def test_every_handshake_problem_is_listed_at_once() -> None:
         "header Upgrade: expected 'websocket', got 'h2c'",
         "header Sec-WebSocket-Version: expected '13', got '8'",
     ]
-    assert failure.expected == "a WebSocket opening handshake (any method) (any path)"
+    assert failure.expected == "a WebSocket opening handshake GET (any path)"
 
 
 def test_accept_needs_the_handshake_read_just_before_it() -> None:
