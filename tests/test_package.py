@@ -17,10 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("embeddedserver", "testingsocket")
 #: Public modules whose names the package does not re-export: the shells on top.
 SHELLS = {"embeddedserver.cli", "embeddedserver.demo", "embeddedserver.plugin"}
-#: Protocol kits, used as namespaces (``from embeddedserver import http``, then
-#: ``http.response(...)``): their names (``response``, ``match``, ``serve``) say what they
-#: are only beside the module's, so the package does not re-export them.
-KITS = {"embeddedserver.http", "embeddedserver.httpmessage", "embeddedserver.websocket"}
 
 
 def _modules() -> dict[str, Path]:
@@ -33,6 +29,10 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+#: Protocol kits, used as namespaces (``from embeddedserver import http``, then
+#: ``http.response(...)``): their names (``response``, ``match``, ``serve``) say what they
+#: are only beside the module's, so the package does not re-export them.
+KITS = {"embeddedserver.http", "embeddedserver.httpmessage", "embeddedserver.websocket"}
 
 
 def _tree(name: str) -> ast.Module:
