@@ -124,11 +124,22 @@ def http_response(
     status: int = 200,
     reason: str = "",
     headers: dict[str, str] | None = None,
+    *,
+    keep_alive: bool = False,
 ) -> bytes:
     """Build a complete HTTP/1.1 response, with ``Content-Length``, to use as a send step.
 
+    *reason* is the status line's phrase ("" or omitted: the standard one for *status*,
+    "Unknown" for a status HTTP does not name). *headers* follow ``Content-Length`` and
+    ``Connection: close``, and one of the same name (same case) replaces them.
+    ``keep_alive=True`` leaves out ``Connection: close``, for a client that sends another
+    request on the connection. ``embeddedserver.http.response`` builds the steps of
+    responses that stream or misbehave.
+
     >>> http_response("hello world")[:17]
     b'HTTP/1.1 200 OK\\r\\n'
+    >>> b"Connection" in http_response("hi", keep_alive=True)
+    False
     """
     from http import HTTPStatus
 
@@ -138,7 +149,9 @@ def http_response(
             reason = HTTPStatus(status).phrase
         except ValueError:
             reason = "Unknown"
-    all_headers = {"Content-Length": str(len(payload)), "Connection": "close"}
+    all_headers = {"Content-Length": str(len(payload))}
+    if not _args.flag(keep_alive, "keep_alive"):
+        all_headers["Connection"] = "close"
     all_headers.update(headers or {})
     head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(
         f"{name}: {value}\r\n" for name, value in all_headers.items()

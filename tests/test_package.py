@@ -31,6 +31,10 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+#: Protocol kits, used as namespaces (``from embeddedserver import http``, then
+#: ``http.response(...)``): their names (``response``, ``match``, ``serve``) say what they
+#: are only beside the module's, so the package does not re-export them.
+KITS = {"embeddedserver.http", "embeddedserver.httpmessage", "embeddedserver.websocket"}
 
 
 def _tree(name: str) -> ast.Module:
@@ -134,7 +138,8 @@ def test_the_package_exports_every_public_name_of_its_public_modules(package: st
     top = importlib.import_module(package)
     for name in MODULES:
         leaf = name.rsplit(".", 1)[-1]
-        if not name.startswith(package + ".") or leaf.startswith("_") or name in SHELLS:
+        if (not name.startswith(package + ".") or leaf.startswith("_") or name in SHELLS
+                or name in KITS):
             continue
         module = importlib.import_module(name)
         for public in module.__all__:
@@ -142,6 +147,13 @@ def test_the_package_exports_every_public_name_of_its_public_modules(package: st
             assert getattr(top, public) is getattr(module, public), f"{public} differs"
     missing = [n for n in top.__all__ if not hasattr(top, n)]
     assert not missing
+
+
+@pytest.mark.parametrize("name", sorted(KITS))
+def test_a_kit_shares_no_name_with_the_package(name: str) -> None:
+    kit = importlib.import_module(name)
+    top = importlib.import_module("embeddedserver")
+    assert not set(kit.__all__) & set(top.__all__), "a kit's name would shadow the package's"
 
 
 def test_the_import_graph_has_no_cycle() -> None:
