@@ -8,6 +8,7 @@ client learns the port from the first line the proxy prints.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -286,11 +287,11 @@ def test_an_upstream_that_refuses_exits_1_with_the_report(
         port = closed.getsockname()[1]
 
         def refused(proxy_port: int) -> str:
-            with connect(proxy_port) as sock:
-                try:
+            try:  # the reset can come so soon that connect() itself reports it
+                with connect(proxy_port) as sock:
                     return repr(read_to_eof(sock))
-                except ConnectionResetError:
-                    return "reset"
+            except ConnectionResetError:
+                return "reset"
 
         code, out, seen = run_cli(main, monkeypatch, [
             "proxy", "--upstream", f"127.0.0.1:{port}", "--count", "1", "--quiet"], refused)
@@ -378,7 +379,10 @@ def test_sigterm_stops_with_a_summary(child: Any, upstream: CommandServer) -> No
         out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 0, err
     assert "stopped by SIGTERM after 1 connection: no failures" in out
-    assert "#1 stopped: 4 bytes client -> server, 0 bytes server -> client" in out
+    # The record holds what each side sent the proxy (the reply may have reached it,
+    # to be dropped by the blackhole, before the signal did).
+    assert re.search(r"#1 (stopped|server closed): 4 bytes client -> server, "
+                     r"[04] bytes server -> client", out)
     assert "Traceback" not in err
 
 
