@@ -20,8 +20,9 @@ also a smoke test (``embeddedserver.cli.run_demo`` is the same function).
     usage: python -m embeddedserver ...
     0
 
-Exit codes: 0 served without failures (or demo as designed), 1 failures recorded (or a
-demo scenario misbehaved), 2 bad arguments, 130 interrupted during the demo.
+``--version`` prints the version. Exit codes: 0 served without failures (or demo as
+designed), 1 failures recorded (or a demo scenario misbehaved), 2 bad arguments, 130
+interrupted during the demo.
 
 Sections: step syntax - serving from the shell - entry point.
 """
@@ -40,6 +41,7 @@ from typing import Any
 # The console helpers live with the demo, which must not import this module.
 from ._console import PROG, emit
 from ._text import format_address, plural, unescape
+from ._version import __version__
 from .demo import run_demo
 from .record import ConnectionRecord, Event, show_bytes
 from .scriptfile import load_script
@@ -553,6 +555,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="the script; see the list of steps below")
     parser.add_argument("--demo", action="store_true",
                         help="run misbehaving servers against standard-library clients")
+    parser.add_argument("--version", action="version", version=f"embeddedserver {__version__}",
+                        help="print the version of embeddedserver and exit")
     parser.add_argument("--host", default="127.0.0.1",
                         help="where to listen (default 127.0.0.1; 'localhost' means "
                         "127.0.0.1 and ::1)")
