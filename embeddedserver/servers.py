@@ -195,9 +195,10 @@ class CommandServer(BaseServer):
     Raises TypeError/ValueError for a bad script or argument, OSError if it cannot
     listen (e.g. the port is busy).
 
-    Callers use ``port``, ``received``, ``errors``, ``connections``, ``transcript()``,
-    ``check()``, ``wait_for_connections()``, ``wait_idle()``, ``stop()``. Subclasses may
-    override ``_on_chunk`` and ``_on_connection_end``.
+    Callers use ``port`` (or ``address``, ``url``), ``received``, ``errors``,
+    ``connections``, ``transcript()``, ``check()``, ``wait_for_connections()``,
+    ``wait_idle()``, ``stop()``. Subclasses may override ``_on_chunk`` and
+    ``_on_connection_end``.
     """
 
     _log = log

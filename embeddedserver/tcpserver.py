@@ -154,9 +154,10 @@ class _Accepted:
 class TcpServer(BaseServer):
     """A fake TCP server driven by a script the test appends to while it runs.
 
-    Callers use ``service_port`` and the step methods ``expect_connect``, ``expect_bytes``,
-    ``send_bytes``, ``expect_frame``, ``send_frame``, ``expect_disconnect``,
-    ``disconnect``, then ``join()``; ``transcript()``, ``failure`` and ``close()``/``stop()``.
+    Callers use ``service_port`` (or ``address``, ``url``) and the step methods
+    ``expect_connect``, ``expect_bytes``, ``send_bytes``, ``expect_frame``, ``send_frame``,
+    ``expect_disconnect``, ``disconnect``, then ``join()``; ``transcript()``, ``failure``
+    and ``close()``/``stop()``.
     Each ``timeout`` argument defaults to the server's *timeout* (seconds).
 
     *fail(message)* reports a failure; the fixtures pass ``pytest.fail``, the default
