@@ -30,6 +30,7 @@ from ._faultkinds import (
 )
 from ._listen import listen_tcp
 from ._match import Inbox, Mismatch
+from ._version import __version__
 from .factories import CommandServerFactory, TcpServerFactory, read_frame, write_frame
 from .faults import DOWNSTREAM, UPSTREAM, Direction, FaultHandle, FaultProxy
 from .record import ConnectionRecord, Event, Failure, render_transcript, show_bytes
@@ -175,6 +176,7 @@ __all__ = [
     "TcpServer",
     "TcpServerFactory",
     "Timeout",
+    "__version__",
     "at_least",
     "compile_script",
     "describe_steps",

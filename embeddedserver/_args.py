@@ -25,6 +25,7 @@ __all__ = [
     "backlog",
     "count",
     "duration",
+    "expect_connections",
     "flag",
     "host",
     "integer",
@@ -141,3 +142,20 @@ def flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, not {value!r}")
     return value
+
+
+def expect_connections(value: Any) -> range | None:
+    """``expect_connections=``: an int N >= 0 (exactly N, as ``range(N, N + 1)``), a range
+    of counts (``at_least(2)``, ``range(1, 4)``), or None (any number, none included)."""
+    if value is None:
+        return None
+    if isinstance(value, range):
+        if value.step != 1 or value.start < 0 or len(value) == 0:
+            raise ValueError(f"expect_connections must be a non-empty range of counts >= 0 "
+                             f"with step 1, not {value!r}")
+        return value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expect_connections must be an int >= 0, a range such as "
+                        f"at_least(1), or None, not {value!r}")
+    number = count(value, "expect_connections", 0)
+    return range(number, number + 1)

@@ -247,9 +247,10 @@ def _listen_unix(path: str, backlog: int) -> socket.socket:
 
 def open_listeners(
     host: str, port: int, path: str | None, backlog: int
-) -> tuple[list[socket.socket], list[Any]]:
+) -> tuple[list[socket.socket], list[tuple[str, int] | str]]:
     """The listeners for a server, non-blocking, and the addresses they listen on: the Unix
-    socket *path* if it is given, else *host*/*port* (arguments already checked)."""
+    socket *path* if it is given, else *host*/*port* (arguments already checked), as
+    ``(host, port)`` pairs (an IPv6 one without its flow info and scope id)."""
     if path is not None:
         return [_listen_unix(path, backlog)], [path]
     listeners = _listen_tcp(host, port, backlog)

@@ -18,7 +18,7 @@ exception on a server thread is recorded the same way, never lost. ``check()``,
 Subclasses (``servers.CommandServer`` and its kin, ``replay.RecordingProxy``) provide
 ``_serve`` and ``__repr__``, and may override the wording hooks ``_report_head`` and
 ``_still_busy``, ``_on_stopped`` (called after a stop from outside the server's threads),
-and the class attributes below. Callers use ``port``, ``address``, ``addresses``,
+and the class attributes below. Callers use ``port``, ``address``, ``addresses``, ``url``,
 ``connections``, ``errors``, ``transcript()``, ``check()``, ``failure_report()``,
 ``wait_for_connections()``, ``wait_idle()``, ``stop()`` and the context manager.
 """
@@ -32,6 +32,7 @@ import select
 import socket
 import threading
 import traceback
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -53,6 +54,22 @@ log = logging.getLogger(__name__)
 
 _ServerT = TypeVar("_ServerT", bound="BaseServer")
 
+
+
+#: How ``url`` names a host a client cannot connect to as it is: the wildcards.
+_WILDCARD_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def _url(address: tuple[str, int] | str, scheme: str) -> str:
+    """``scheme://host:port`` for a TCP address, ``http+unix://PATH`` (percent-encoded)
+    for a Unix socket's."""
+    if isinstance(address, str):
+        return f"{scheme}+unix://{urllib.parse.quote(address, safe='')}"
+    host, port = address
+    host = _WILDCARD_LOOPBACK.get(host, host)
+    if ":" in host:  # IPv6: bracketed, and a zone's % written as %25 (RFC 6874)
+        host = "[" + host.replace("%", "%25") + "]"
+    return f"{scheme}://{host}:{port}"
 
 
 def _compile_match(match: str) -> re.Pattern[str]:
@@ -121,13 +138,17 @@ class BaseServer:
         #: The Unix socket path (None for TCP); ``address`` is where clients connect.
         self.path = unix_path
         self.host: str | None = host if unix_path is None else None
-        self._listeners, self.addresses = open_listeners(host, port, unix_path, backlog)
+        self._listeners, addresses = open_listeners(host, port, unix_path, backlog)
+        #: Every address the server listens on: ``(host, port)`` pairs (two for
+        #: ``host="localhost"``: 127.0.0.1 and ::1), or ``[path]`` for a Unix socket.
+        self.addresses: list[tuple[str, int] | str] = addresses
         # What accept() would look up on each listener for every connection, as plain
         # ints: its family and type properties convert them to enums each time.
         self._kinds = {lst: (lst.family.value, lst.type.value, lst.proto)
                        for lst in self._listeners}
         self._admits_all = type(self)._admit is BaseServer._admit  # no call to make
-        self._port: int | None = None if unix_path is not None else self.addresses[0][1]
+        first = addresses[0]
+        self._port: int | None = first[1] if isinstance(first, tuple) else None
         self._where = format_address(unix_path if unix_path is not None else self.addresses[0])
         self._waker = Waker()
         self._kicker = Waker() if self._uses_kick else None
@@ -188,10 +209,29 @@ class BaseServer:
         return port
 
     @property
-    def address(self) -> Any:
+    def address(self) -> tuple[str, int] | str:
         """Where clients connect, as ``socket.connect`` takes it: ``(host, port)`` of the
-        first listener for TCP, the path (str) for a Unix socket."""
+        first listener for TCP (``("127.0.0.1", 40123)``, ``("::1", 40123)`` for
+        ``host="::1"``), the path (str) for a Unix socket."""
         return self.addresses[0]
+
+    @property
+    def url(self) -> str:
+        """The server's address as a URL, for HTTP clients: ``http://127.0.0.1:40123``,
+        ``http://[::1]:40123`` for an IPv6 server, ``https://`` for one that speaks TLS
+        (an ``ssl_context``); no path and no trailing slash, so ``f"{server.url}/hello"``.
+        A wildcard host (``"0.0.0.0"``, ``"::"``) is given as its loopback address.
+
+        For a Unix-socket server, ``http+unix://`` and the path percent-encoded
+        (``/tmp/s.sock`` is ``http+unix://%2Ftmp%2Fs.sock``; an abstract name's NUL is
+        ``%00``; ``https+unix://`` with TLS): the form ``requests-unixsocket`` (and
+        httpie, and others) take.
+        """
+        return _url(self.address, "https" if self._speaks_tls() else "http")
+
+    def _speaks_tls(self) -> bool:
+        """True if a client must speak TLS to this server: the scheme of ``url``."""
+        return getattr(self, "ssl_context", None) is not None
 
     # -- context manager -----------------------------------------------------------
 

@@ -20,8 +20,9 @@ also a smoke test (``embeddedserver.cli.run_demo`` is the same function).
     usage: python -m embeddedserver ...
     0
 
-Exit codes: 0 served without failures (or demo as designed), 1 failures recorded (or a
-demo scenario misbehaved), 2 bad arguments, 130 interrupted during the demo.
+``--version`` prints the version. Exit codes: 0 served without failures (or demo as
+designed), 1 failures recorded (or a demo scenario misbehaved), 2 bad arguments, 130
+interrupted during the demo.
 
 Sections: step syntax - serving from the shell - entry point.
 """
@@ -48,6 +49,7 @@ from ._cliparse import seconds as _seconds
 from ._cliparse import seconds_arg as _timeout_arg
 from ._console import PROG, Interrupted, emit, event_line, signals_blocked, signals_stop
 from ._text import format_address, plural
+from ._version import __version__
 from .demo import run_demo
 from .record import ConnectionRecord, Event
 from .rules import Rule, Rules
@@ -600,6 +602,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="the script; see the list of steps below")
     parser.add_argument("--demo", action="store_true",
                         help="run misbehaving servers against standard-library clients")
+    parser.add_argument("--version", action="version", version=f"embeddedserver {__version__}",
+                        help="print the version of embeddedserver and exit")
     parser.add_argument("--host", default="127.0.0.1",
                         help="where to listen (default 127.0.0.1; 'localhost' means "
                         "127.0.0.1 and ::1)")

@@ -332,10 +332,15 @@ class CommandServerFactory:
     the keyword arguments of *server_class*'s constructor (*loop* and *reader* are
     ``AsyncioCommandServer``'s), ``verbose=False`` and *timeout* (the ini timeout) unless
     given, the constructor's defaults for the others. Returns the server, an instance of
-    *server_class*. At teardown each is stopped and ``check()``ed."""
+    *server_class*. *defaults* are options every server gets unless the call gives them
+    (the plugin's verdict settings: ``settle``, ``allow_unfinished``, ...). At teardown
+    each is stopped and ``check()``ed."""
 
-    def __init__(self, timeout: float | None = None) -> None:
+    def __init__(
+        self, timeout: float | None = None, *, defaults: ServerOptions | None = None
+    ) -> None:
         self.timeout = timeout
+        self.defaults: ServerOptions = {} if defaults is None else defaults.copy()
         self.servers: list[CommandServer] = []
 
     @overload
@@ -361,6 +366,8 @@ class CommandServerFactory:
             raise TypeError(f"server_class must be CommandServer or a subclass, not "
                             f"{server_class!r}")
         options.setdefault("verbose", False)
+        for name, value in self.defaults.items():
+            options.setdefault(name, value)
         if "timeout" not in options and self.timeout is not None:
             options["timeout"] = self.timeout
         server = server_class(commands, **options)

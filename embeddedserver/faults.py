@@ -222,7 +222,7 @@ class FaultProxy(RecordingProxy):
             picks one, shown in ``seed`` and the repr, to replay a failing run.
 
     Callers use ``add()``, ``faults``, everything ``RecordingProxy`` has (``port``,
-    ``address``, ``connections``, ``wait_idle()``, ``save()``, ``check()``, ``stop()``).
+    ``address``, ``url``, ``connections``, ``wait_idle()``, ``save()``, ``check()``, ``stop()``).
 
         with FaultProxy(("127.0.0.1", redis_port), seed=1) as proxy:
             proxy.add(ResetPeer(after_bytes=0), "downstream", connections=1)

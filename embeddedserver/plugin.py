@@ -27,23 +27,33 @@ that passed, every server is checked: a ``TcpServer`` that has not failed gets
 ``command_server`` server is stopped and ``check()``ed. Asyncio streams connected to this
 test's ``TcpServer``s are watched (patches undone at teardown). When a test fails, its
 servers are stopped (so their transcripts are final) and each transcript is attached to
-the report as a section. Step timeouts default to 1 s for
-``tcpserver`` (the engine's default for ``command_server``): the ``embeddedserver_timeout``
-ini setting or fixture changes that for the fixtures.
+the report as a section.
+
+Settings (``_settings`` reads and checks them): the default step timeout of every fixture,
+and the verdict settings of the ``command_server`` servers (``settle``,
+``allow_unfinished``, ``allow_extra_bytes``, ``expect_connections``), each from the command
+line (``--embeddedserver-timeout=3``, shown by ``pytest --help`` in the ``embeddedserver``
+group), the ini file (``embeddedserver_timeout = 3``) or, for one test, class or module,
+the marker ``@pytest.mark.embeddedserver(timeout=3, allow_unfinished=True)``. An argument
+of the call wins over the marker, the marker over an override of the
+``embeddedserver_timeout`` fixture, that over the command line, and the command line over
+the ini file. Step timeouts default to 1 s for ``tcpserver`` (the engine's 5 s for
+``command_server``). A bad value is a usage error naming it.
 
 Sections: pytest hooks and fixtures.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Generator, Iterator
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 import pytest
 
-from . import _args
 from ._acceptor import acceptor
-from ._args import DEFAULT_TIMEOUT, TCPSERVER_TIMEOUT
+from ._args import TCPSERVER_TIMEOUT
+from ._settings import MARKER, SETTINGS, TIMEOUT, VERDICT_SETTINGS, from_marker, server_options
 from .factories import CommandServerFactory, TcpServerFactory
 from .tcpserver import TcpServer
 
@@ -51,6 +61,7 @@ __all__ = [
     "command_server",
     "embeddedserver_timeout",
     "pytest_addoption",
+    "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_runtest_makereport",
     "tcpserver",
@@ -72,34 +83,72 @@ class _Reporter(Protocol):
 _REPORTERS = pytest.StashKey[list[_Reporter]]()
 _CALL_PASSED = pytest.StashKey[bool]()
 _SECTIONS_ADDED = pytest.StashKey[bool]()
-_TIMEOUT = pytest.StashKey[float | None]()
-_INI = "embeddedserver_timeout"
+#: The settings the command line and the ini file gave, checked (name -> value).
+_CONFIGURED = pytest.StashKey[dict[str, Any]]()
+#: A test's settings from its ``embeddedserver`` markers, checked (name -> value).
+_MARKED = pytest.StashKey[dict[str, Any]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini(
-        _INI,
-        "default seconds each step of the embeddedserver fixtures waits (tcpserver: "
-        f"{TCPSERVER_TIMEOUT:g}, command_server: {DEFAULT_TIMEOUT:g} when unset)",
-        default="",
+    group = parser.getgroup(
+        "embeddedserver", "embeddedserver fixtures (tcpserver, tcpserver_factory, command_server)"
     )
+    for setting in SETTINGS:
+        how: dict[str, Any] = (  # --embeddedserver-allow-unfinished, --no-embeddedserver-...
+            {"action": argparse.BooleanOptionalAction} if setting.flag
+            else {"metavar": setting.metavar})
+        group.addoption(
+            setting.option, dest=setting.dest, default=None,
+            help=f"{setting.help}; ini: {setting.ini}; marker: "
+            f"@pytest.mark.{MARKER}({setting.name}=...)", **how,
+        )
+        parser.addini(setting.ini, setting.help, default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    raw = str(config.getini(_INI)).strip()
-    value: float | None = None
-    if raw:
+    configured: dict[str, Any] = {}
+    for setting in SETTINGS:
+        given = config.getoption(setting.dest, None)
+        if isinstance(given, bool):  # a flag, or its --no- twin
+            configured[setting.name] = given
+            continue
+        where, text = (setting.option, given) if given is not None else (
+            setting.ini, str(config.getini(setting.ini)).strip())
+        if not text:
+            continue
         try:
-            value = _args.timeout(float(raw), _INI)
-        except ValueError:
-            raise pytest.UsageError(
-                f"{_INI} must be a number of seconds > 0, not {raw!r}"
-            ) from None
-    config.stash[_TIMEOUT] = value
+            configured[setting.name] = setting.from_text(str(text), where)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    config.stash[_CONFIGURED] = configured
+    names = ", ".join(f"{s.name}=..." for s in SETTINGS)
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}({names}): settings of the embeddedserver fixtures for this test (or "
+        "class, or module), over the command line and the ini file; see pytest --help",
+    )
     # The process-wide acceptor thread (and its epoll) starts now, not in the first test
     # that makes a server, so that a per-test thread or descriptor leak check sees it
     # there before and after every test.
     acceptor()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Check every ``embeddedserver`` marker once, at collection: a bad one is a usage
+    error naming the test, the keyword and the value."""
+    for item in items:
+        marks = list(item.iter_markers(name=MARKER))  # the closest first
+        if not marks:
+            continue
+        marked: dict[str, Any] = {}
+        for mark in reversed(marks):
+            try:
+                marked.update(from_marker(mark.args, mark.kwargs))
+            except (TypeError, ValueError) as exc:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: @pytest.mark.{MARKER}(...) {exc}"
+                ) from None
+        item.stash[_MARKED] = marked
 
 
 @pytest.hookimpl(wrapper=True)
@@ -140,12 +189,27 @@ def _should_check(request: pytest.FixtureRequest) -> bool:
     return item.stash.get(_CALL_PASSED, False)
 
 
+def _marked(request: pytest.FixtureRequest) -> dict[str, Any]:
+    item: pytest.Item = request.node
+    return item.stash.get(_MARKED, {})
+
+
+def _configured(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return request.config.stash.get(_CONFIGURED, {})
+
+
 @pytest.fixture
-def embeddedserver_timeout(pytestconfig: pytest.Config) -> float | None:
-    """Default step timeout of this module's fixtures: the ``embeddedserver_timeout`` ini
-    setting, or None for the built-in defaults. Override this fixture to change it for a
-    module, class or test."""
-    return pytestconfig.stash.get(_TIMEOUT, None)
+def embeddedserver_timeout(request: pytest.FixtureRequest) -> float | None:
+    """Default step timeout of this module's fixtures: the marker's ``timeout``, else
+    ``--embeddedserver-timeout``, else the ``embeddedserver_timeout`` ini setting, else
+    None for the built-in defaults. Override this fixture to change it for a module,
+    class or test (a marker's timeout still wins)."""
+    return _marked(request).get("timeout", _configured(request).get("timeout"))
+
+
+def _timeout(request: pytest.FixtureRequest, fixture_value: float | None) -> float | None:
+    """The fixtures' timeout: the marker's over the ``embeddedserver_timeout`` fixture's."""
+    return _marked(request).get(TIMEOUT.name, fixture_value)
 
 
 def _tcpserver_factory(timeout: float | None) -> TcpServerFactory:
@@ -172,7 +236,7 @@ def tcpserver_factory(
     without await in a sync test); ``tcpserver_factory(timeout=0.5, name="db")``. At
     teardown each server is checked (``expect_disconnect()`` if a client is connected in
     its script, then join) and stopped."""
-    factory = _tcpserver_factory(embeddedserver_timeout)
+    factory = _tcpserver_factory(_timeout(request, embeddedserver_timeout))
     _register(request, factory)
     yield factory
     _close(factory, request)
@@ -184,7 +248,7 @@ def tcpserver(
 ) -> Iterator[TcpServer]:
     """One ``TcpServer``, named "tcpserver", made and checked as ``tcpserver_factory``'s
     are (its own factory: one fixture fewer to set up per test)."""
-    factory = _tcpserver_factory(embeddedserver_timeout)
+    factory = _tcpserver_factory(_timeout(request, embeddedserver_timeout))
     _register(request, factory)
     yield factory(name="tcpserver")
     _close(factory, request)
@@ -197,8 +261,13 @@ def command_server(
     """Start ``CommandServer``-family servers: ``command_server([RECEIVE, "pong"])``,
     ``command_server(commands, OneShotServer, timeout=2)``; the signature, typed, is
     ``CommandServerFactory.__call__`` (a script, a server class, ``ServerOptions``). At
-    teardown each gets its verdict: settle, stop, check."""
-    factory = CommandServerFactory(embeddedserver_timeout)
+    teardown each gets its verdict: settle, stop, check. The verdict settings (marker,
+    command line, ini) are the servers' defaults; the call's own options win."""
+    marked, configured = _marked(request), _configured(request)
+    verdict = {s.name: marked.get(s.name, configured.get(s.name)) for s in VERDICT_SETTINGS
+               if s.name in marked or s.name in configured}
+    factory = CommandServerFactory(_timeout(request, embeddedserver_timeout),
+                                   defaults=server_options(verdict))
     _register(request, factory)
     yield factory
     _close(factory, request)

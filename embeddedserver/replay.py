@@ -99,7 +99,7 @@ class RecordingProxy(BaseServer):
     *target* does not resolve. A connection *target* refuses is a ``Failure`` in
     ``errors`` (the client's connection is reset); ``check()`` raises them.
 
-    Callers use ``port``/``address``, ``connections``, ``errors``, ``wait_idle()``,
+    Callers use ``port``/``address``/``url``, ``connections``, ``errors``, ``wait_idle()``,
     ``wait_for_connections()``, ``script()``, ``save()``, ``transcript()``, ``check()``
     and ``stop()`` (instant; also by leaving the ``with`` block).
 

@@ -146,21 +146,6 @@ def at_least(n: int) -> range:
     return range(_args.count(n, "at_least()", 0), _MANY)
 
 
-def _check_expected(value: object) -> range | None:
-    """``expect_connections=``: an int N >= 0 (exactly N), a range of counts
-    (``at_least(2)``, ``range(1, 4)``), or None (any number, none included)."""
-    if value is None:
-        return None
-    if isinstance(value, range):
-        if value.step != 1 or value.start < 0 or len(value) == 0:
-            raise ValueError(f"expect_connections must be a non-empty range of counts >= 0 "
-                             f"with step 1, not {value!r}")
-        return value
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expect_connections must be an int >= 0, a range such as "
-                        f"at_least(1), or None, not {value!r}")
-    count = _args.count(value, "expect_connections", 0)
-    return range(count, count + 1)
 #: Steps that wait for the client to give up, or make it wait, and the user's own steps
 #: (they judge for themselves): stopped there, a script is not unfinished.
 _GIVING_UP = frozenset({"hang", "delay", "drip", "call"})
@@ -210,9 +195,10 @@ class CommandServer(BaseServer):
     Raises TypeError/ValueError for a bad script or argument, OSError if it cannot
     listen (e.g. the port is busy).
 
-    Callers use ``port``, ``received``, ``errors``, ``connections``, ``transcript()``,
-    ``check()``, ``wait_for_connections()``, ``wait_idle()``, ``stop()``. Subclasses may
-    override ``_on_chunk`` and ``_on_connection_end``.
+    Callers use ``port`` (or ``address``, ``url``), ``received``, ``errors``,
+    ``connections``, ``transcript()``, ``check()``, ``wait_for_connections()``,
+    ``wait_idle()``, ``stop()``. Subclasses may override ``_on_chunk`` and
+    ``_on_connection_end``.
     """
 
     _log = log
@@ -260,7 +246,7 @@ class CommandServer(BaseServer):
         self.allow_unfinished = _args.flag(allow_unfinished, "allow_unfinished")
         #: How many connections the verdict expects: exactly an int, a range, or None for
         #: any number (none included). By default at least one.
-        self.expect_connections = _check_expected(expect_connections)
+        self.expect_connections = _args.expect_connections(expect_connections)
         #: Bytes a client sends after a script of expectations are no failure.
         self.allow_extra_bytes = _args.flag(allow_extra_bytes, "allow_extra_bytes")
         self._rbuf: bytearray | None = None  # the accept thread's read buffer

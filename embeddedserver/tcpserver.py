@@ -35,6 +35,11 @@ the line that added the step.
 block, since the client runs on that loop: it returns an awaitable, and ``await
 server.join()`` waits without blocking the loop. Both cases return a ``Join`` (always
 awaitable); a ``Join`` created in a coroutine and never awaited is reported by ``close()``.
+The loop may be asyncio's or trio's (anyio runs on either), told apart at run time with no
+dependency on either (``_async_library``): the waiter registers a wake-up that the server
+thread calls thread-safely (``call_soon_threadsafe`` / ``TrioToken.run_sync_soon``), and a
+timer of that loop for ``expect_connect()``'s deadline. Under trio the wait is cancellable
+like any other (``move_on_after``, a cancelled nursery).
 
 Unread data: a client that closes while bytes the server sent are still unread has a bug.
 Seen at the transport level, such a close reaches the server as a reset; for asyncio
@@ -47,11 +52,13 @@ Sections: helpers - TcpServer - join.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 import traceback
@@ -100,6 +107,25 @@ def _client_gone(sock: socket.socket) -> bool:
         return True
 
 
+def _async_library() -> str | None:
+    """``"asyncio"`` or ``"trio"``: the event loop running in this thread (anyio runs on
+    one of them), or None in a plain function. Found without importing either: trio
+    counts only if something imported it already, and only while a trio run is current."""
+    try:
+        asyncio.get_running_loop()
+        return "asyncio"
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+            return "trio"
+        except RuntimeError:  # no trio run in this thread
+            pass
+    return None
+
+
 def _sent_since_client_spoke(record: ConnectionRecord) -> bytes:
     chunks = []
     for event in reversed(record.events):
@@ -128,9 +154,10 @@ class _Accepted:
 class TcpServer(BaseServer):
     """A fake TCP server driven by a script the test appends to while it runs.
 
-    Callers use ``service_port`` and the step methods ``expect_connect``, ``expect_bytes``,
-    ``send_bytes``, ``expect_frame``, ``send_frame``, ``expect_disconnect``,
-    ``disconnect``, then ``join()``; ``transcript()``, ``failure`` and ``close()``/``stop()``.
+    Callers use ``service_port`` (or ``address``, ``url``) and the step methods
+    ``expect_connect``, ``expect_bytes``, ``send_bytes``, ``expect_frame``, ``send_frame``,
+    ``expect_disconnect``, ``disconnect``, then ``join()``; ``transcript()``, ``failure``
+    and ``close()``/``stop()``.
     Each ``timeout`` argument defaults to the server's *timeout* (seconds).
 
     *fail(message)* reports a failure; the fixtures pass ``pytest.fail``, the default
@@ -185,7 +212,9 @@ class TcpServer(BaseServer):
         self._open: list[_Accepted] = []
         self._streams: dict[tuple[Any, ...], StreamClient] = {}
         self._unawaited: list[Join] = []
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        #: Wake-ups of coroutines waiting in ``await join()``: each is called once (lock
+        #: held, from any thread) when the plan changes, then dropped.
+        self._async_waiters: list[Callable[[], object]] = []
         self._idle = False  # the server thread waits for the plan: a new step kicks it
         self._stopped = False
         self._start()
@@ -343,10 +372,10 @@ class TcpServer(BaseServer):
     def _notify(self) -> None:
         """Wake every waiter, threads and coroutines; call with the lock held."""
         self._plan.notify_all()
-        for loop, future in self._async_waiters:
+        for wake in self._async_waiters:
             try:
-                loop.call_soon_threadsafe(_settle, future)
-            except RuntimeError:  # that loop is closed: nobody waits there any more
+                wake()
+            except RuntimeError:  # that loop is closed (trio: RunFinishedError): nobody waits
                 pass
         self._async_waiters.clear()
 
@@ -718,12 +747,7 @@ class TcpServer(BaseServer):
         __tracebackhide__ = True
         with self._lock:
             target = len(self._steps)
-        try:
-            asyncio.get_running_loop()
-            in_coroutine = True
-        except RuntimeError:
-            in_coroutine = False
-        if not in_coroutine:  # (outside the except block: no chained RuntimeError shown)
+        if _async_library() is None:
             self._wait_blocking(target)
             self._raise_if_failed()
             return Join(self, target, awaited=True)
@@ -745,6 +769,10 @@ class TcpServer(BaseServer):
                     self._plan.wait(None if deadline is None else deadline - time.monotonic())
 
     async def _wait_async(self, target: int) -> None:
+        """``_wait_blocking`` for a coroutine, on the loop it runs on (asyncio or trio)."""
+        if _async_library() == "trio":
+            await self._wait_trio(target)
+            return
         loop = asyncio.get_running_loop()
         while True:
             with self._plan:
@@ -752,7 +780,8 @@ class TcpServer(BaseServer):
                 if self._reached(target):
                     return
                 future: asyncio.Future[None] = loop.create_future()
-                self._async_waiters.append((loop, future))
+                self._async_waiters.append(functools.partial(
+                    loop.call_soon_threadsafe, _settle, future))
             timer = None if deadline is None else loop.call_at(
                 loop.time() + max(0.0, deadline - time.monotonic()), _settle, future)
             try:
@@ -760,6 +789,23 @@ class TcpServer(BaseServer):
             finally:
                 if timer is not None:
                     timer.cancel()
+
+    async def _wait_trio(self, target: int) -> None:
+        # trio is running (so imported); looked up, not imported, so that it stays optional.
+        trio: Any = sys.modules["trio"]
+        token = trio.lowlevel.current_trio_token()
+        while True:
+            with self._plan:
+                deadline = self._connect_deadline_ahead()
+                if self._reached(target):
+                    return
+                event = trio.Event()
+                self._async_waiters.append(functools.partial(token.run_sync_soon, event.set))
+            if deadline is None:
+                await event.wait()
+            else:  # trio's clock, which may not be time.monotonic: the time left on it
+                with trio.move_on_after(max(0.0, deadline - time.monotonic())):
+                    await event.wait()
 
     def note_stream_client(self, client: StreamClient) -> None:
         """Count what an asyncio stream client connected to this server reads (the stream

@@ -196,6 +196,16 @@ def test_every_step_name_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> N
     assert "next" in out and "drip,chunk=4,interval=0.2:hello" in out
 
 
+def test_version_prints_the_package_version(
+    child: Callable[..., subprocess.Popen[str]],
+) -> None:
+    proc = child("--version")
+    out, err = proc.communicate(timeout=WAIT)
+    assert (proc.returncode, out, err) == (0, f"embeddedserver {embeddedserver.__version__}\n", "")
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?",
+                        embeddedserver.__version__), "not a PEP 440 release version"
+
+
 # ---------------------------------------------------------------------------
 # bad arguments: exit code 2 and a message naming the argument
 # ---------------------------------------------------------------------------

@@ -2,18 +2,21 @@
 
 Read from the source with ``ast`` (no import side effects): every module declares
 ``__all__`` with only its own names, ``__init__`` only imports, the run-time import graph has
-no cycle, no module imports another's private name, only the plugin imports pytest.
+no cycle, no module imports another's private name, only the plugin imports pytest. The
+source read is the one Python imports: this tree, or an installed wheel's (``.ci/run`` runs
+the suite against the wheel, from a copy of the tests with no package beside them).
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.metadata
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("embeddedserver", "testingsocket")
 #: Public modules whose names the package does not re-export: the shells on top, and
 #: ``strategies``, which needs Hypothesis (not a dependency: the package must not import it).
@@ -21,10 +24,17 @@ SHELLS = {"embeddedserver.cli", "embeddedserver.demo", "embeddedserver.plugin",
           "embeddedserver.strategies"}
 
 
+def _package_dir(package: str) -> Path:
+    """Where *package* is imported from (found without importing it)."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.submodule_search_locations, f"{package} is not importable"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def _modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
+        for path in sorted(_package_dir(package).glob("*.py")):
             name = package if path.stem == "__init__" else f"{package}.{path.stem}"
             found[name] = path
     return found
@@ -110,7 +120,7 @@ def _declared_all(tree: ast.Module) -> list[str] | None:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_each_package_is_typed(package: str) -> None:
-    assert (ROOT / package / "py.typed").is_file()
+    assert (_package_dir(package) / "py.typed").is_file()
 
 
 @pytest.mark.parametrize("name", [n for n in MODULES if not n.endswith("__main__")])
@@ -181,7 +191,8 @@ def test_no_module_imports_a_private_name_of_another() -> None:
     for name in MODULES:
         for module, names in _imports(name):
             if module in MODULES:
-                offences += [f"{name} imports {module}.{n}" for n in names if n.startswith("_")]
+                offences += [f"{name} imports {module}.{n}" for n in names
+                             if n.startswith("_") and not n.endswith("__")]  # __version__
     assert not offences, offences
 
 
@@ -193,3 +204,18 @@ def test_the_two_packages_are_independent_and_only_the_plugin_imports_pytest() -
         if name != "embeddedserver.plugin":
             assert "pytest" not in imported, f"{name} imports pytest"
         assert own  # every module belongs to one package
+
+
+def test_the_installed_distribution_has_the_version_the_package_says() -> None:
+    """The version is written once (``_version.py``); the wheel's metadata reads it there."""
+    import embeddedserver
+
+    try:
+        dist = importlib.metadata.distribution("embeddedserver")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("embeddedserver is not installed: only its source is on sys.path")
+    imported = Path(embeddedserver.__file__).resolve()
+    if not any(Path(str(dist.locate_file(f))).resolve() == imported for f in dist.files or ()):
+        pytest.skip("the embeddedserver imported is not the installed one's files "
+                    "(an editable install, or this source tree first on sys.path)")
+    assert dist.version == embeddedserver.__version__

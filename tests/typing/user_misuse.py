@@ -65,6 +65,11 @@ def test_script_servers() -> None:
             client.sendall(b"PING\r\n")
         server.wait_for_connections(1)
         chunks: list[bytes] = server.received
+        url: str = server.url
+        where: tuple[str, int] | str = server.address
+        if isinstance(where, tuple):
+            host, port = where
+            assert url == f"http://{host}:{port}"
         assert chunks == [b"PING\r\n"]
     CommandServer(COMMANDS, "localhost", 0, verbose=False, timeout=2, concurrent=True).stop()
     CommandServer(STEPS, verbose=False, max_connections=3, backlog=8).stop()
@@ -164,6 +169,8 @@ def test_misuses(tcpserver: TcpServer, server: CommandServer, sock: TestingSocke
     TcpServer(timeout="1")  # expect-error
     tcpserver.expect_bytes("text")  # expect-error
     server.received.append(3)  # expect-error
+    server.url = "http://127.0.0.1:80"  # expect-error
+    print(server.port + server.address[1])  # expect-error
     sock.breakOn(5, OSError)  # expect-error
     sock.break_on(b"QUIT", "boom")  # expect-error
     sock.max_send = "10"  # expect-error
