@@ -178,7 +178,10 @@ class Rule:
         if self.pattern is not None:
             return "did not match"
         if self.predicate is not None:
-            return "returned False"
+            # A predicate that can say how a request differs (a protocol kit's, such as
+            # embeddedserver.resp.matches) says it.
+            explain = getattr(self.predicate, "explain", None)
+            return str(explain(request)) if callable(explain) else "returned False"
         assert self.exact is not None
         exact = self.exact
         at = next((i for i, (a, b) in enumerate(zip(exact, request, strict=False)) if a != b), None)
@@ -199,7 +202,8 @@ class Rule:
         elif self.pattern is not None:
             target = self.pattern.pattern
         else:
-            return 0.0
+            similarity = getattr(self.predicate, "similarity", None)
+            return float(similarity(request)) if callable(similarity) else 0.0
         return difflib.SequenceMatcher(None, request, target, autojunk=False).ratio()
 
     def __repr__(self) -> str:
