@@ -53,8 +53,9 @@ from collections.abc import Set as AbstractSet
 from types import EllipsisType
 from typing import Final, Literal, TypeAlias
 
-from . import _args
+from . import _args, _respparse
 from ._match import Matcher, Mismatch
+from ._text import plural
 from .record import show_bytes
 from .rules import Rule
 from .steps import ReadStep
@@ -101,10 +102,6 @@ Value: TypeAlias = (
 #: What ``encode``, ``array``... take for the protocol: RESP2 or RESP3.
 Protocol: TypeAlias = Literal[2, 3]
 
-# Redis's own limits (proto-max-bulk-len, and the multibulk length it accepts).
-_MAX_BULK = 512 * 1024 * 1024
-_MAX_ARGS = 1024 * 1024
-_MAX_LINE = 64 * 1024  # PROTO_INLINE_MAX_SIZE: a header or inline line longer is an error
 _CRLF = b"\r\n"
 
 # ---------------------------------------------------------------------------
@@ -359,206 +356,13 @@ def command(*args: _Text | int | float) -> Encoded:
 
 
 # ---------------------------------------------------------------------------
-# commands: one, parsed from bytes that only grow
+# commands: parsed (by embeddedserver._respparse)
 # ---------------------------------------------------------------------------
 
 
-class ProtocolError(ValueError):
-    """What a client sent is not a RESP command: the message says why, in RESP terms."""
-
-
-_RESP_TYPES = {
-    ord("+"): "simple string", ord("-"): "error", ord(":"): "integer", ord("$"): "bulk string",
-    ord("_"): "RESP3 null", ord(","): "RESP3 double", ord("#"): "RESP3 boolean",
-    ord("("): "RESP3 big number", ord("!"): "RESP3 blob error",
-    ord("="): "RESP3 verbatim string", ord("%"): "RESP3 map", ord("~"): "RESP3 set",
-    ord(">"): "RESP3 push", ord("|"): "RESP3 attribute",
-}
-_NUMBER = re.compile(rb"-?[0-9]+")
-_SHAPE = ("a command is an array of bulk strings: *<count>\\r\\n, then "
-          "$<length>\\r\\n<arg>\\r\\n for each argument")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-class _Parser:
-    """The state of reading one command from a buffer that only grows (an Inbox's): how
-    far it got, the arguments so far. ``feed(buffer, eof)`` returns the bytes the command
-    took once it is whole, None while it needs more; ``ProtocolError`` when it is not a
-    command, or the client closed inside it."""
-
-    __slots__ = ("args", "count", "inline", "length", "pos")
-
-    def __init__(self, inline: bool) -> None:
-        self.inline = inline
-        self.pos = 0  # where the next line or bulk string starts
-        self.count: int | None = None  # the array's length, once read
-        self.length: int | None = None  # the bulk string under way: its length
-        self.args: list[bytes] = []
-
-    def _line(self, buffer: bytearray, what: str) -> bytes | None:
-        end = buffer.find(b"\n", self.pos, self.pos + _MAX_LINE + 2)
-        if end < 0:
-            if len(buffer) - self.pos > _MAX_LINE:
-                raise ProtocolError(f"{what} has no \\r\\n in its first {_MAX_LINE} bytes: "
-                                    f"{show_bytes(bytes(buffer[self.pos:self.pos + 40]))}")
-            return None
-        if end == self.pos or buffer[end - 1] != 13:
-            raise ProtocolError(f"{what} {show_bytes(bytes(buffer[self.pos:end + 1]))} ends "
-                                "in \\n without the \\r before it (RESP lines end in \\r\\n)")
-        line = bytes(buffer[self.pos:end - 1])
-        self.pos = end + 1
-        return line
-
-    def feed(self, buffer: bytearray, eof: bool) -> int | None:
-        done = self._parse(buffer)
-        if done is None and eof and buffer:
-            raise ProtocolError(self._cut_short(buffer))
-        return done
-
-    def _cut_short(self, buffer: bytearray) -> str:
-        if self.count is None:
-            return (f"the client closed the connection in the middle of a command "
-                    f"({show_bytes(bytes(buffer), 40)})")
-        return (f"the client closed the connection in the middle of a command: "
-                f"{len(self.args)} of its {_plural(self.count, 'argument')} arrived")
-
-    def _parse(self, buffer: bytearray) -> int | None:
-        if self.count is None:
-            if not buffer:
-                return None
-            first = buffer[0]
-            if first != 42:  # not "*"
-                return self._inline(buffer, first)
-            line = self._line(buffer, "the array header")
-            if line is None:
-                return None
-            if not _NUMBER.fullmatch(line[1:]):
-                raise ProtocolError(f"array length {line.decode('latin-1')!r} is not a number")
-            count = int(line[1:])
-            if count == 0:
-                raise ProtocolError("an empty array (*0) is not a command")
-            if count < 0:
-                raise ProtocolError(f"a null array ({line.decode('latin-1')}) is not a command")
-            if count > _MAX_ARGS:
-                raise ProtocolError(f"array length {count} is over Redis's limit of "
-                                    f"{_MAX_ARGS} arguments")
-            self.count = count
-        while len(self.args) < self.count:
-            number = len(self.args)
-            if self.length is None:
-                if self.pos >= len(buffer):
-                    return None
-                if buffer[self.pos] != 36:  # not "$"
-                    got = chr(buffer[self.pos])
-                    kind = _RESP_TYPES.get(buffer[self.pos])
-                    raise ProtocolError(
-                        f"argument {number} is not a bulk string: expected '$', got {got!r}"
-                        + (f" (a {kind})" if kind else "") + f"; {_SHAPE}")
-                line = self._line(buffer, f"the bulk length of argument {number}")
-                if line is None:
-                    return None
-                text = line.decode("latin-1")
-                if not _NUMBER.fullmatch(line[1:]):
-                    raise ProtocolError(f"bulk length {text!r} is not a number")
-                length = int(line[1:])
-                if length < 0:
-                    raise ProtocolError(f"bulk length {text!r} of argument {number} is "
-                                        "negative: a command's arguments are never null")
-                if length > _MAX_BULK:
-                    raise ProtocolError(f"bulk length {length} of argument {number} is over "
-                                        "Redis's 512 MB limit (proto-max-bulk-len)")
-                self.length = length
-            end = self.pos + self.length
-            if len(buffer) < end + 2:
-                return None
-            if buffer[end:end + 2] != _CRLF:
-                data = show_bytes(bytes(buffer[self.pos:end]), 40)
-                after = show_bytes(bytes(buffer[end:end + 2]))
-                raise ProtocolError(
-                    f"argument {number}: its bulk length says {self.length} bytes, and "
-                    f"{data} is followed by {after}, not b'\\r\\n'")
-            self.args.append(bytes(buffer[self.pos:end]))
-            self.pos = end + 2
-            self.length = None
-        return self.pos
-
-    def _inline(self, buffer: bytearray, first: int) -> int | None:
-        kind = _RESP_TYPES.get(first)
-        if kind is not None or not self.inline:
-            line_end = buffer.find(b"\n", 0, 60)
-            shown = show_bytes(bytes(buffer[: line_end + 1 if line_end >= 0 else 40]), 40)
-            what = f" (a {kind})" if kind else (
-                " (an inline command? ReadCommand(inline=True) reads those)")
-            raise ProtocolError(f"not a RESP array: {shown}{what}; {_SHAPE}")
-        end = buffer.find(b"\n", 0, _MAX_LINE + 1)
-        if end < 0:
-            if len(buffer) > _MAX_LINE:
-                raise ProtocolError(f"an inline command longer than {_MAX_LINE} bytes, "
-                                    f"with no \\n: {show_bytes(bytes(buffer[:40]))}")
-            return None
-        line = bytes(buffer[:end]).removesuffix(b"\r")
-        args = _split_inline(line)
-        if not args:
-            raise ProtocolError(f"an empty line ({show_bytes(bytes(buffer[:end + 1]))}) is not "
-                                "a command")
-        self.args = args
-        self.count = len(args)
-        self.pos = end + 1
-        return self.pos
-
-
-_QUOTED = re.compile(rb'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|([^\s"\']+)')
-_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b",
-            ord("a"): b"\a"}
-
-
-def _unquote(body: bytes) -> bytes:
-    out = bytearray()
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c == 92 and i + 1 < len(body):  # a backslash
-            nxt = body[i + 1]
-            if nxt == ord("x") and re.fullmatch(rb"[0-9a-fA-F]{2}", body[i + 2:i + 4]):
-                out.append(int(body[i + 2:i + 4], 16))
-                i += 4
-                continue
-            out += _ESCAPES.get(nxt, bytes([nxt]))
-            i += 2
-            continue
-        out.append(c)
-        i += 1
-    return bytes(out)
-
-
-def _split_inline(line: bytes) -> list[bytes]:
-    """An inline command's arguments, split as Redis splits them: on spaces, with
-    "double" (escapes \\n \\r \\t \\xHH...) and 'single' quotes."""
-    args: list[bytes] = []
-    at = 0
-    while True:
-        while at < len(line) and line[at] in b" \t":
-            at += 1
-        if at >= len(line):
-            return args
-        found = _QUOTED.match(line, at)
-        if found is None:
-            raise ProtocolError(f"inline command {show_bytes(line)} has unbalanced quotes")
-        end = found.end()
-        if end < len(line) and line[end] not in b" \t":
-            raise ProtocolError(f"inline command {show_bytes(line)}: a closing quote must be "
-                                "followed by a space")
-        double, single, plain = found.groups()
-        if plain is not None:
-            args.append(plain)
-        elif double is not None:
-            args.append(_unquote(double))
-        else:
-            args.append(single.replace(b"\\'", b"'"))
-        at = end
+#: What a client sent is not a RESP command (a ValueError): its message says why, in RESP
+#: terms. ``parse_command`` raises it.
+ProtocolError = _respparse.ProtocolError
 
 
 def parse_command(data: bytes | bytearray | memoryview, *, inline: bool = True) -> list[bytes]:
@@ -572,7 +376,7 @@ def parse_command(data: bytes | bytearray | memoryview, *, inline: bool = True) 
     [b'PING']
     """
     buffer = bytearray(data)
-    parser = _Parser(inline)
+    parser = _respparse.CommandParser(inline)
     end = parser.feed(buffer, eof=True)
     if end is None:
         raise ProtocolError("no command: the data is empty")
@@ -657,7 +461,7 @@ class CommandPattern:
         if name_differs or count_differs:
             summary = f"expected command {self}, got {_show_command(args)}"
             if not name_differs:
-                summary += (f" ({_plural(len(args), 'argument')}, expected "
+                summary += (f" ({plural(len(args), 'argument')}, expected "
                             f"{'at least ' if self.rest else ''}{len(want)})")
             return summary
         for i, (expected, arg) in enumerate(zip(want, got, strict=False)):
@@ -767,7 +571,7 @@ class _CommandMatcher(Matcher):
 
     def __init__(self, step: ReadStep, inline: bool, pattern: CommandPattern | None) -> None:
         self.step = step
-        self.parser = _Parser(inline)
+        self.parser = _respparse.CommandParser(inline)
         self.pattern = pattern
 
     def check(self, buffer: bytearray, eof: bool) -> int | None:

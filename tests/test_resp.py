@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import embeddedserver._respparse
 import embeddedserver.resp
 from embeddedserver import (
     CommandServer,
@@ -145,6 +146,7 @@ def test_bad_arguments_are_refused_where_given_naming_the_value(call: Any, words
 
 def test_the_module_doctests_pass() -> None:
     assert doctest.testmod(embeddedserver.resp).failed == 0
+    assert doctest.testmod(embeddedserver._respparse).failed == 0
 
 
 # ---------------------------------------------------------------------------
