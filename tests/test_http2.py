@@ -225,8 +225,8 @@ def test_expect_frame_and_a_rules_table_of_frames_name_the_frame() -> None:
     script = [ExpectH2Preface(), h2kit.settings(), ExpectH2Frame(FrameType.SETTINGS, flags=ACK),
               table]
     with CommandServer(script, verbose=False) as server:
-        with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as client:
-            reader = client.makefile("rb")
+        with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as client, \
+                client.makefile("rb") as reader:
             client.sendall(GOOD_PREFACE)
             assert reader.read(9) == h2kit.settings()
             client.sendall(hand_frame(0x4, 0x1, 0, b"") + hand_frame(0x6, 0, 0, b"pingping"))

@@ -304,8 +304,8 @@ def test_a_rules_table_answers_a_raw_client_and_names_the_closest_rule() -> None
                   Rule(matches("SET", "k", ANY), resp.simple("OK")),
                   unmatched=resp.error("ERR unknown command"))
     with CommandServer([table], verbose=False) as server:
-        with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as client:
-            reader = client.makefile("rb")
+        with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as client, \
+                client.makefile("rb") as reader:
             client.sendall(command("SET", "k", "1") + b"GET k\r\n")  # pipelined, one inline
             assert reader.readline() == b"+OK\r\n"
             assert reader.readline() + reader.readline() == b"$1\r\nv\r\n"
