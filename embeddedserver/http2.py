@@ -348,7 +348,7 @@ class _PrefaceMatcher(Matcher):
             return None
         if len(buffer) < stop:
             return None
-        why = step.difference(_decode(buffer[len(PREFACE):stop]))
+        why = step.mismatch(_decode(buffer[len(PREFACE):stop]))
         if why is not None:
             raise Mismatch(why, step.describe(), bytes(buffer[:stop]), None)
         return stop
@@ -388,7 +388,7 @@ class ExpectH2Preface(ReadStep):
     def expected_bytes(self) -> bytes | None:
         return PREFACE
 
-    def difference(self, first: Frame) -> str | None:
+    def mismatch(self, first: Frame) -> str | None:
         """How the preface's *first* frame differs from what is expected, or None."""
         if first.type != FrameType.SETTINGS:
             return (f"the preface's first frame is {_type_name(first.type)}, expected "
@@ -419,7 +419,8 @@ class ExpectH2Preface(ReadStep):
 class FramePattern:
     """What a frame must be: its *type*, and (each None: any) *flags* it must have set,
     its *stream_id*, its exact *payload*. Called with a frame's bytes it answers True or
-    False: a ``Rule`` predicate (``matches()`` makes one)."""
+    False: a ``Rule`` predicate (``matches()`` makes one), whose ``difference(request)``
+    says how a frame differs; ``mismatch(frame)`` does so for a parsed ``Frame``."""
 
     __slots__ = ("flags", "payload", "stream_id", "type")
 
@@ -433,7 +434,7 @@ class FramePattern:
             raise TypeError(f"payload must be bytes or None, not {payload!r}")
         self.payload = None if payload is None else bytes(payload)
 
-    def difference(self, got: Frame) -> str | None:
+    def mismatch(self, got: Frame) -> str | None:
         """How *got* differs, in HTTP/2's terms; None when it matches."""
         if got.type != self.type or (
                 self.flags is not None and got.flags & self.flags != self.flags) or (
@@ -446,16 +447,27 @@ class FramePattern:
 
     def __call__(self, request: bytes) -> bool:
         try:
-            return self.difference(parse_frame(request)) is None
+            return self.mismatch(parse_frame(request)) is None
         except ValueError:
             return False
 
-    def explain(self, request: bytes) -> str:
+    def difference(self, request: bytes) -> str:
         """How the frame in *request* differs (a ``Rules`` failure shows it)."""
         try:
-            return self.difference(parse_frame(request)) or "matches"
+            return self.mismatch(parse_frame(request)) or "matches"
         except ValueError as exc:
             return str(exc)
+
+    def similarity(self, request: bytes) -> float:
+        """How close the frame in *request* is, from 0 to 1 (ranks the closest rules): its
+        type counts most, then its flags and its stream."""
+        try:
+            got = parse_frame(request)
+        except ValueError:
+            return 0.0
+        flags = self.flags is None or got.flags & self.flags == self.flags
+        stream = self.stream_id is None or got.stream_id == self.stream_id
+        return 0.5 * (got.type == self.type) + 0.25 * flags + 0.25 * stream
 
     def __str__(self) -> str:
         text = f"a {_type_name(self.type)} frame"
@@ -510,7 +522,7 @@ class _FrameMatcher(Matcher):
                                bytes(buffer), len(buffer))
             return None
         if self.pattern is not None:
-            why = self.pattern.difference(_decode(buffer[:stop]))
+            why = self.pattern.mismatch(_decode(buffer[:stop]))
             if why is not None:
                 raise Mismatch(why, step.describe(), bytes(buffer[:stop]), None)
         return stop

@@ -447,7 +447,7 @@ class _HeaderMatcher(Matcher):
                     f"the client closed the connection inside the PROXY header, after "
                     f"{len(buffer)} bytes", step.describe(), bytes(buffer), len(buffer))
             return None
-        why = step.difference(header)
+        why = step.mismatch(header)
         if why is not None:
             raise Mismatch(why, step.describe(), bytes(buffer[:header.length]), None)
         return header.length
@@ -519,7 +519,7 @@ class ExpectProxyHeader(ReadStep):
         version = f" v{self.version}" if self.version else ""
         return f"a PROXY{version} header" + (" with " + ", ".join(parts) if parts else "")
 
-    def difference(self, header: ProxyHeader) -> str | None:
+    def mismatch(self, header: ProxyHeader) -> str | None:
         """How *header* differs from what the step expects, or None."""
         what = f"PROXY v{header.version} header"
         if self.command is not None and header.command != self.command:

@@ -430,7 +430,8 @@ def _show_command(args: Sequence[bytes]) -> str:
 class CommandPattern:
     """The arguments a command must have (see the module): what ``matches()`` returns and
     ``ExpectCommand`` checks. Calling it with a command's bytes answers True or False,
-    so it is a ``Rule`` predicate; ``difference(args)`` says how *args* differ, or None.
+    so it is a ``Rule`` predicate, whose ``difference(request)`` and ``similarity(request)``
+    explain an unmatched request; ``mismatch(args)`` says how parsed *args* differ, or None.
     """
 
     __slots__ = ("_name", "args", "rest")
@@ -450,7 +451,7 @@ class CommandPattern:
             re.compile(name.pattern, name.flags | re.IGNORECASE)
             if isinstance(name, re.Pattern) else name)
 
-    def difference(self, args: Sequence[bytes]) -> str | None:
+    def mismatch(self, args: Sequence[bytes]) -> str | None:
         """How *args* differ from the pattern, in RESP terms; None when they match."""
         want = (self._name, *self.args[1:])
         got = list(args)
@@ -475,13 +476,13 @@ class CommandPattern:
             args = parse_command(request)
         except ProtocolError:
             return False
-        return self.difference(args) is None
+        return self.mismatch(args) is None
 
-    def explain(self, request: bytes) -> str:
+    def difference(self, request: bytes) -> str:
         """How the command in *request* differs (a ``Rules`` failure shows it for the
         closest rules)."""
         try:
-            why = self.difference(parse_command(request))
+            why = self.mismatch(parse_command(request))
         except ProtocolError as exc:
             return f"not a command: {exc}"
         return why or "matches"
@@ -583,7 +584,7 @@ class _CommandMatcher(Matcher):
                            len(buffer) if closed else None) from None
         if end is None or self.pattern is None:
             return end
-        why = self.pattern.difference(self.parser.args)
+        why = self.pattern.mismatch(self.parser.args)
         if why is not None:
             raise Mismatch(why, self.step.describe(), bytes(buffer[:end]), None)
         return end

@@ -129,7 +129,10 @@ class Rule:
 
     Arguments:
         match: exact bytes or str (the whole request), a compiled regex (searched in the
-            request), or a predicate ``func(request: bytes) -> bool``.
+            request), or a predicate ``func(request: bytes) -> bool``. A predicate with
+            methods ``difference(request) -> str`` and ``similarity(request) -> float``
+            (0 to 1), as ``embeddedserver.http.match()`` makes, explains itself in the
+            report of a request no rule takes.
         reply: bytes/str to send, a step, or a list of send and action steps
             (``[b"+OK\\r\\n", Close()]``, ``Reset()``, ``Hang()``); ``()`` sends nothing.
         times: None, any number of times (the default); n, exactly n times (used up
@@ -178,9 +181,7 @@ class Rule:
         if self.pattern is not None:
             return "did not match"
         if self.predicate is not None:
-            # A predicate that can say how a request differs (a protocol kit's, such as
-            # embeddedserver.resp.matches) says it.
-            explain = getattr(self.predicate, "explain", None)
+            explain = getattr(self.predicate, "difference", None)  # http.match() has one
             return str(explain(request)) if callable(explain) else "returned False"
         assert self.exact is not None
         exact = self.exact
@@ -202,8 +203,8 @@ class Rule:
         elif self.pattern is not None:
             target = self.pattern.pattern
         else:
-            similarity = getattr(self.predicate, "similarity", None)
-            return float(similarity(request)) if callable(similarity) else 0.0
+            rank = getattr(self.predicate, "similarity", None)  # http.match() has one
+            return float(rank(request)) if callable(rank) else 0.0
         return difflib.SequenceMatcher(None, request, target, autojunk=False).ratio()
 
     def __repr__(self) -> str:

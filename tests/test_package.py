@@ -15,12 +15,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("embeddedserver", "testingsocket")
-#: Public modules whose names the package does not re-export: the shells on top.
-SHELLS = {"embeddedserver.cli", "embeddedserver.demo", "embeddedserver.plugin"}
-#: Protocol kits: used through the module (``resp.bulk("v")``, ``proxyprotocol.v1(...)``),
-#: whose short names (``bulk``, ``error``, ``set``) the package must not re-export.
-KITS = {"embeddedserver.resp", "embeddedserver.proxyprotocol", "embeddedserver.alpn",
-        "embeddedserver.http2"}
+#: Public modules whose names the package does not re-export: the shells on top, and
+#: ``strategies``, which needs Hypothesis (not a dependency: the package must not import it).
+SHELLS = {"embeddedserver.cli", "embeddedserver.demo", "embeddedserver.plugin",
+          "embeddedserver.strategies"}
 
 
 def _modules() -> dict[str, Path]:
@@ -33,6 +31,12 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+#: Protocol kits, used as namespaces (``from embeddedserver import http``, then
+#: ``http.response(...)``): their names (``response``, ``match``, ``serve``) say what they
+#: are only beside the module's, so the package does not re-export them.
+KITS = {"embeddedserver.http", "embeddedserver.httpmessage", "embeddedserver.websocket",
+        "embeddedserver.resp", "embeddedserver.proxyprotocol", "embeddedserver.alpn",
+        "embeddedserver.http2"}
 
 
 def _tree(name: str) -> ast.Module:
@@ -145,6 +149,13 @@ def test_the_package_exports_every_public_name_of_its_public_modules(package: st
             assert getattr(top, public) is getattr(module, public), f"{public} differs"
     missing = [n for n in top.__all__ if not hasattr(top, n)]
     assert not missing
+
+
+@pytest.mark.parametrize("name", sorted(KITS & set(MODULES)))
+def test_a_kit_shares_no_name_with_the_package(name: str) -> None:
+    kit = importlib.import_module(name)
+    top = importlib.import_module("embeddedserver")
+    assert not set(kit.__all__) & set(top.__all__), "a kit's name would shadow the package's"
 
 
 def test_the_import_graph_has_no_cycle() -> None:

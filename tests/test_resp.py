@@ -242,7 +242,7 @@ def test_patterns_take_any_a_regex_a_rest_and_ignore_the_case_of_the_name() -> N
     assert repr(pattern) == "matches('client', 'SETINFO', re.compile(b'LIB-(NAME|VER)'), ANY)"
     assert repr(ExpectCommand("GET", ANY, ..., timeout=2)) == (
         "ExpectCommand('GET', ANY, ..., timeout=2.0)")
-    assert pattern.explain(command("CLIENT", "SETINFO", "LIB-XYZ", "1")).startswith(
+    assert pattern.difference(command("CLIENT", "SETINFO", "LIB-XYZ", "1")).startswith(
         "argument 2: expected an argument matching re.compile(b'LIB-(NAME|VER)'), got 'LIB-XYZ'")
 
 
