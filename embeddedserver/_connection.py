@@ -11,7 +11,8 @@ pipe (``Waker``), with a deadline, so ``stop()`` interrupts any step at once
 step, get a non-blocking socket.
 
 The servers create connections; a ``Call`` step receives one as its handle (``recv``,
-``send``, ``close``, ``reset``, ``half_close``, ``pause``, the raw ``sock``, the ``record``).
+``peek``, ``send``, ``close``, ``reset``, ``half_close``, ``pause``, the raw ``sock``, the
+``record``).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def poll_ms(deadline: float) -> int:
 class Connection:
     """One client connection: wake-aware, recorded I/O, and the step runner.
 
-    A ``Call`` step receives this handle. Use ``recv``/``recv_exactly``/``send``/
+    A ``Call`` step receives this handle. Use ``recv``/``recv_exactly``/``peek``/``send``/
     ``close``/``reset``/``half_close``/``pause``; the raw socket is ``sock`` (made
     non-blocking before the step runs), what happened so far is ``record``. Reads
     return bytes a previous step already buffered before reading the socket; what they
@@ -350,6 +351,43 @@ class Connection:
         self._took(data)
         return data
 
+    def peek(self, n: int, timeout: float | None = None) -> bytes:
+        """Return the next *n* bytes the client sent without consuming them (fewer if it
+        closes first): the next read step, or the TLS handshake, still reads them. Before
+        TLS (a ``before_tls`` step) they stay in the socket, where the handshake reads
+        them; a ``ClientHello`` can be looked at so. TimeoutError after *timeout* (default:
+        the server's) with fewer than *n* bytes there."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        inbox = self.inbox
+        if inbox.buffer or isinstance(self.sock, ssl.SSLSocket):
+            while len(inbox.buffer) < n and not inbox.eof:  # the script's own buffer
+                if not self._fill(deadline):
+                    raise TimeoutError(f"{n} bytes not received within "
+                                       f"{timeout or self.timeout} s")
+            return bytes(inbox.buffer[:n])
+        sock = self.sock
+        # poll() says readable once n bytes are queued (or at EOF), not at the first byte:
+        # a peek that finds fewer after that has met the client's close.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, n))
+        try:
+            waited = False
+            while True:
+                try:
+                    data = sock.recv(n, socket.MSG_PEEK | self._flags)
+                except (BlockingIOError, InterruptedError):
+                    data = None
+                if data is not None and (len(data) >= n or not data or waited):
+                    return data
+                if not self._wait(_IN, deadline):
+                    raise TimeoutError(f"{n} bytes not received within "
+                                       f"{timeout or self.timeout} s")
+                waited = True
+        finally:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            except OSError:
+                pass
+
     def _took(self, data: bytes) -> None:
         """Record bytes a Call step read and hand them on as a read step's chunk is (to
         the server's ``received``, an asyncio server's reader)."""
@@ -536,7 +574,8 @@ class Connection:
                 runner.done()
             elif action is _START_TLS:
                 assert self.ssl_context is not None
-                self.start_tls(self.ssl_context)
+                if not isinstance(self.sock, ssl.SSLSocket):  # a before_tls step may have
+                    self.start_tls(self.ssl_context)  # started it (alpn.ExpectALPN)
                 runner.done()
             elif action is _DONE:
                 self.close(runner.ending)

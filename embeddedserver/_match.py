@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 from typing import TYPE_CHECKING, TypeAlias
 
+from ._prefix import BadPrefix, LengthPrefix
 from .record import show_bytes
 
 if TYPE_CHECKING:
@@ -144,19 +144,32 @@ class Until(Matcher):
 
 
 class Frame(Matcher):
-    """``ReadFrame``, ``ExpectFrame`` (with *payload*): one length-prefixed frame."""
+    """``ReadFrame``, ``ExpectFrame`` (with *payload*): one length-prefixed frame, its
+    length a struct prefix or a varint (``embeddedserver._prefix``)."""
 
-    def __init__(self, packer: struct.Struct, payload: bytes | None, step: ReadStep) -> None:
-        self.packer = packer
+    def __init__(self, prefix: LengthPrefix, payload: bytes | None, step: ReadStep) -> None:
+        self.prefix = prefix
+        self.packer = prefix.packer
         self.payload = payload
         self.step = step
         self.checked = 0
 
     def check(self, buffer: Buffer, eof: bool) -> int | None:
-        size = self.packer.size
-        if len(buffer) < size:
-            return None
-        (length,) = self.packer.unpack_from(buffer)
+        packer = self.packer
+        if packer is not None:  # the usual case: no call, no tuple
+            size = packer.size
+            if len(buffer) < size:
+                return None
+            (length,) = packer.unpack_from(buffer)
+        else:
+            try:
+                found = self.prefix.decode(buffer, eof)
+            except BadPrefix as exc:
+                at = len(exc.data) if exc.truncated else None
+                raise Mismatch(exc.reason, self.step.describe(), exc.data, at) from None
+            if found is None:
+                return None
+            size, length = found
         self.wants = size + length
         if self.payload is not None:
             if length != len(self.payload):

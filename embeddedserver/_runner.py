@@ -217,7 +217,8 @@ class ScriptRunner:
     def io_error(self, exc: BaseException) -> None:
         """The shell's I/O for the current step failed with *exc* (or a user's step raised
         it): record the step's failure, or end the script for a step that waits for the
-        client to give up."""
+        client to give up. A ``Mismatch`` a custom step raises fails it as a mismatch
+        (what the client did against what was expected, no traceback)."""
         if self._final is not None or self.failure is not None:
             return
         step = self.steps[self._index]
@@ -239,6 +240,9 @@ class ScriptRunner:
             reads = isinstance(step, (ReadStep, Rules))
             received = bytes(self.inbox.buffer) if reads else None
             self._fail("reset" if reset else "closed", summary, received=received)
+        elif isinstance(exc, Mismatch):  # a custom step judged the client as a read step does
+            self._fail("mismatch", exc.reason, expected=exc.expected,
+                       received=exc.received or None, offset=exc.offset)
         else:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self._fail("error", f"{type(exc).__name__}: {exc}", tb=tb)

@@ -200,7 +200,7 @@ _SPECS = [
 _OPTION_HELP = [
     "timeout=SECONDS   read steps: how long this step waits (default: --timeout)",
     "prefix=FMT        frame, expectframe, sendframe: the length prefix as a struct "
-    "format (>H, <I, !Q...)",
+    "format (>H, <I, !Q...) or varint (protobuf's LEB128)",
     "type=MEDIA-TYPE   http: add a Content-Type header, e.g. type=application/json",
     "seed=N            garbage: the generator's seed (default 0)",
     "chunk=N           drip: bytes per chunk (default 1)",

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import random
 import re
-import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
@@ -49,6 +48,7 @@ from ._match import (
     ToEof,
     Until,
 )
+from ._prefix import length_prefix
 from ._text import BAD_REGEX, bytes_pattern, callable_name, match_repr, regex_problem
 from .record import show_bytes
 
@@ -100,23 +100,6 @@ def _to_bytes(value: Bytesish, what: str) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"{what} must be bytes, bytearray, memoryview or str, not {value!r}")
-
-
-def _check_prefix(prefix: str) -> struct.Struct:
-    if not isinstance(prefix, str):
-        raise TypeError(f"prefix must be a struct format string such as '>I', not {prefix!r}")
-    try:
-        packer = struct.Struct(prefix)
-    except struct.error as exc:
-        raise ValueError(f"prefix {prefix!r} is not a valid struct format: {exc}") from None
-    # A length is one unsigned integer: a signed or float prefix would give negative or
-    # fractional lengths, so only the unsigned integer codes are accepted.
-    if prefix.lstrip("@=<>!") not in ("B", "H", "I", "L", "Q", "N"):
-        raise ValueError(
-            f"prefix {prefix!r} must describe exactly one unsigned integer, "
-            "e.g. '>I', '>H', '<Q', '!B'"
-        )
-    return packer
 
 
 def http_response(
@@ -279,22 +262,27 @@ class ReadLine(ReadUntil):
 
 class ReadFrame(ReadStep):
     """Read one length-prefixed frame (prefix included in the chunk). *prefix* is a struct
-    format for one unsigned length: ``'>I'`` (4-byte big-endian, the default), ``'>H'``...
+    format for one unsigned length: ``'>I'`` (4-byte big-endian, the default), ``'>H'``...;
+    or ``'varint'``: protobuf's unsigned LEB128 (gRPC-style length-delimited messages).
+    A varint longer than 10 bytes, or cut short by the client's close, fails the step.
+
+    >>> ReadFrame("varint")
+    ReadFrame('varint')
     """
 
     def __init__(self, prefix: str = ">I", *, timeout: float | None = None) -> None:
         self.prefix = prefix
-        self._struct = _check_prefix(prefix)
+        self._prefix = length_prefix(prefix)
         self.timeout = _args.optional_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
         return ([] if self.prefix == ">I" else [repr(self.prefix)]) + self._timeout_arg()
 
     def describe(self) -> str:
-        return f"a frame with a {self.prefix!r} length prefix"
+        return f"a frame with {self._prefix.describe()}"
 
     def matcher(self) -> Matcher:
-        return Frame(self._struct, None, self)
+        return Frame(self._prefix, None, self)
 
 
 class ReadUntilClose(ReadStep):
@@ -418,14 +406,15 @@ class ExpectRegex(Expect):
 
 
 class ExpectFrame(ReadStep):
-    """Expect one length-prefixed frame whose payload is exactly *payload*."""
+    """Expect one length-prefixed frame whose payload is exactly *payload*; *prefix* as
+    for ``ReadFrame`` (a struct format, or ``'varint'``)."""
 
     def __init__(
         self, payload: Bytesish, prefix: str = ">I", *, timeout: float | None = None
     ) -> None:
         self.payload = _to_bytes(payload, "payload")
         self.prefix = prefix
-        self._struct = _check_prefix(prefix)
+        self._prefix = length_prefix(prefix)
         self.timeout = _args.optional_timeout(timeout)
 
     def _repr_args(self) -> list[str]:
@@ -439,7 +428,7 @@ class ExpectFrame(ReadStep):
         return self.payload
 
     def matcher(self) -> Matcher:
-        return Frame(self._struct, self.payload, self)
+        return Frame(self._prefix, self.payload, self)
 
 
 class ExpectClose(ReadStep):
@@ -476,17 +465,16 @@ class Send(Step):
 
 
 class SendFrame(Send):
-    """Send *payload* behind a length prefix (struct format, default ``'>I'``)."""
+    """Send *payload* behind a length prefix (a struct format, default ``'>I'``, or
+    ``'varint'``).
+
+    >>> SendFrame(b"x" * 300, "varint").data[:3]
+    b'\\xac\\x02x'
+    """
 
     def __init__(self, payload: Bytesish, prefix: str = ">I") -> None:
         body = _to_bytes(payload, "payload")
-        packer = _check_prefix(prefix)
-        try:
-            head = packer.pack(len(body))
-        except struct.error:
-            raise ValueError(
-                f"a payload of {len(body)} bytes does not fit a {prefix!r} length prefix"
-            ) from None
+        head = length_prefix(prefix).encode(len(body))
         self.payload = body
         self.prefix = prefix
         super().__init__(head + body)

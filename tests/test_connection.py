@@ -14,9 +14,12 @@ from collections.abc import Sequence
 import pytest
 
 from embeddedserver import (
+    Call,
     CommandServer,
+    Connection,
     Expect,
     ExpectFrame,
+    Mismatch,
     ReadFrame,
     ReadLine,
     ReadUntil,
@@ -112,3 +115,51 @@ def test_eof_inside_a_long_receive_reports_what_arrived() -> None:
     assert failure.kind == "closed"
     assert failure.received == PAYLOAD[:-5] and failure.offset == BIG - 5
     assert server.connections[0].received == PAYLOAD[:-5]
+
+
+# ---------------------------------------------------------------------------
+# peek: a custom step looks at bytes the next step still reads
+# ---------------------------------------------------------------------------
+
+
+def test_peek_leaves_the_bytes_for_the_next_step_whether_on_the_socket_or_buffered() -> None:
+    seen: list[bytes] = []
+
+    def look(conn: Connection) -> None:
+        seen.append(conn.peek(6))
+
+    # the first peek finds the socket empty (the bytes stay in the kernel); the second
+    # follows a read that buffered more than it took
+    script = [Call(look), ReadUntil(b" "), Call(look), ReadLine(), b"k"]
+    for pieces in (1, 11):
+        seen.clear()
+        server = upload(script, b"hello world\n", pieces=pieces)
+        assert seen == [b"hello ", b"world\n"]
+        assert server.received == [b"hello ", b"world\n"]
+
+
+def test_peek_returns_fewer_bytes_when_the_client_closes_first() -> None:
+    seen: list[bytes] = []
+
+    def look(conn: Connection) -> None:
+        seen.append(conn.peek(100))
+
+    with CommandServer([Call(look), ReadUntilClose(), b"k"], verbose=False) as server:
+        with socket.create_connection(server.address, CLIENT_TIMEOUT) as sock:
+            sock.sendall(b"short")
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1) == b"k"
+        server.wait_for_connections(1, CLIENT_TIMEOUT)
+    assert seen == [b"short"] and server.received == [b"short"]
+
+
+def test_a_mismatch_raised_by_a_custom_step_fails_it_as_a_mismatch() -> None:
+    def judge(conn: Connection) -> None:
+        raise Mismatch("the client said nothing useful", "something useful", b"", None)
+
+    with CommandServer([Call(judge)], verbose=False) as server:
+        with socket.create_connection(server.address, CLIENT_TIMEOUT) as sock:
+            assert sock.recv(1) == b""
+        failure = server.assert_failed("mismatch", step=0)
+    assert failure.summary == "the client said nothing useful" and not failure.traceback
+    assert "expected: something useful" in failure.message()
