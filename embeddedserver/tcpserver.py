@@ -126,6 +126,47 @@ def _async_library() -> str | None:
     return None
 
 
+#: How long ``expect_disconnect()`` waits, at most, for the reset that answers bytes a
+#: client closed without reading, once it has read the client's EOF with those bytes still
+#: unacknowledged (the reset is on its way; a loaded machine can delay it by milliseconds).
+_RESET_GRACE = 0.5
+_RESET_SLICE = 0.005
+
+
+def _unacknowledged(sock: socket.socket) -> int:
+    """Bytes sent on *sock* that the peer's kernel has not acknowledged (Linux SIOCOUTQ);
+    0 where the platform cannot tell."""
+    try:
+        import fcntl
+        import termios
+
+        out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (ImportError, AttributeError, OSError):
+        return 0
+    return int.from_bytes(out, sys.byteorder, signed=True)
+
+
+def _pending_reset(sock: socket.socket) -> int:
+    """The socket's error (ECONNRESET for a client that closed with data unread), once the
+    peer has either acknowledged every byte sent (0: it read or buffered them) or reset.
+
+    A closed client's kernel answers data with a reset, not an acknowledgement, so while
+    bytes stay unacknowledged the verdict waits for the one or the other. A reset wakes
+    the wait at once (POLLERR); an acknowledgement raises no event, so the wait is cut in
+    short slices that re-read the count, bounded by ``_RESET_GRACE`` in all.
+    """
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error or not _unacknowledged(sock):
+        return error
+    poller = select.poll()
+    poller.register(sock, select.POLLERR | select.POLLHUP)
+    deadline = time.monotonic() + _RESET_GRACE
+    while (left := deadline - time.monotonic()) > 0:
+        if poller.poll(int(min(left, _RESET_SLICE) * 1000) + 1) or not _unacknowledged(sock):
+            break
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+
 def _sent_since_client_spoke(record: ConnectionRecord) -> bytes:
     chunks = []
     for event in reversed(record.events):
@@ -710,8 +751,7 @@ class TcpServer(BaseServer):
             # answers the data with a reset: the error waits on the socket even when its EOF
             # came first. A client that only shut its write side and read reads on. (Not
             # under TLS: there a reset also answers TLS records no client has to read.)
-            refused = 0 if self.ssl_context is not None else entry.sock.getsockopt(
-                socket.SOL_SOCKET, socket.SO_ERROR)
+            refused = 0 if self.ssl_context is not None else _pending_reset(entry.sock)
             conn.close("client closed")
             unread, exact = self._unread(entry, reset=bool(refused))
             if unread:
