@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 
 from ._text import unescape
 
@@ -18,10 +19,12 @@ __all__ = [
     "as_bytes",
     "key",
     "number",
+    "parse_options",
     "port_arg",
     "positive_int_arg",
     "seconds",
     "seconds_arg",
+    "with_options",
 ]
 
 
@@ -60,6 +63,32 @@ def as_bytes(value: str, what: str) -> bytes:
         return unescape(value)
     except ValueError as exc:
         raise BadArgument(f"{what}: {exc}") from None
+
+
+def with_options(usage: str, options: Sequence[str]) -> str:
+    """*usage* (``drip:TEXT``) with its options shown: ``drip[,chunk=...][,interval=...]:TEXT``."""
+    head, colon, tail = usage.partition(":")
+    name, bracket, rest = head.partition("[")
+    opts = "".join(f"[,{o}=...]" for o in options)
+    return f"{name}{opts}{bracket}{rest}{colon}{tail}"
+
+
+def parse_options(texts: Sequence[str], name: str, allowed: Sequence[str]) -> dict[str, str]:
+    """``OPTION=VALUE`` texts as a dict; BadArgument for an option *name* does not take
+    (one of *allowed*), a missing value or an option given twice."""
+    options: dict[str, str] = {}
+    for text in texts:
+        option, eq, value = text.partition("=")
+        option = option.strip().lower()
+        if option not in allowed:
+            listed = ", ".join(allowed) if allowed else "none"
+            raise BadArgument(f"unknown option {text!r} for {name} (options: {listed})")
+        if not eq or not value:
+            raise BadArgument(f"option {option} needs a value: {option}=VALUE")
+        if option in options:
+            raise BadArgument(f"option {option} given twice")
+        options[option] = value
+    return options
 
 
 # -- argparse ``type=`` functions ------------------------------------------------------

@@ -35,10 +35,12 @@ from ._cliparse import (
     as_bytes,
     key,
     number,
+    parse_options,
     port_arg,
     positive_int_arg,
     seconds,
     seconds_arg,
+    with_options,
 )
 from ._console import (
     PROG,
@@ -183,27 +185,11 @@ _DIRECTIONS: dict[str, tuple[Direction, ...]] = {
 
 
 def _usage(spec: _Spec) -> str:
-    head, colon, tail = spec.usage.partition(":")
-    name, bracket, rest = head.partition("[")
-    opts = "".join(f"[,{o}=...]" for o in spec.options)
-    return f"{name}{opts}{bracket}{rest}{colon}{tail}"
+    return with_options(spec.usage, spec.options)
 
 
 def _options(texts: list[str], spec: _Spec) -> dict[str, str]:
-    options: dict[str, str] = {}
-    allowed = (*spec.options, *_COMMON)
-    for text in texts:
-        name, eq, value = text.partition("=")
-        name = name.strip().lower()
-        if name not in allowed:
-            raise BadArgument(f"unknown option {text!r} for {spec.name} "
-                              f"(options: {', '.join(allowed)})")
-        if not eq or not value:
-            raise BadArgument(f"option {name} needs a value: {name}=VALUE")
-        if name in options:
-            raise BadArgument(f"option {name} given twice")
-        options[name] = value
-    return options
+    return parse_options(texts, spec.name, (*spec.options, *_COMMON))
 
 
 def _toxicity(text: str) -> float:

@@ -43,6 +43,7 @@ from ._cliparse import BadArgument as _BadStep
 from ._cliparse import as_bytes as _bytes
 from ._cliparse import key as _key
 from ._cliparse import number as _number
+from ._cliparse import parse_options, with_options
 from ._cliparse import port_arg as _port
 from ._cliparse import positive_int_arg as _positive_int
 from ._cliparse import seconds as _seconds
@@ -247,28 +248,11 @@ def parse_step(text: str) -> Step:
 
 
 def _usage(spec: _Spec) -> str:
-    if not spec.options:
-        return spec.usage
-    head, colon, tail = spec.usage.partition(":")
-    name, bracket, rest = head.partition("[")
-    opts = "".join(f"[,{o}=...]" for o in spec.options)
-    return f"{name}{opts}{bracket}{rest}{colon}{tail}"
+    return with_options(spec.usage, spec.options)
 
 
 def _options(texts: list[str], spec: _Spec) -> dict[str, str]:
-    options: dict[str, str] = {}
-    for text in texts:
-        key, eq, value = text.partition("=")
-        key = key.strip().lower()
-        if key not in spec.options:
-            allowed = ", ".join(spec.options) if spec.options else "none"
-            raise _BadStep(f"unknown option {text!r} for {spec.name} (options: {allowed})")
-        if not eq or not value:
-            raise _BadStep(f"option {key} needs a value: {key}=VALUE")
-        if key in options:
-            raise _BadStep(f"option {key} given twice")
-        options[key] = value
-    return options
+    return parse_options(texts, spec.name, spec.options)
 
 
 @dataclass(frozen=True)
