@@ -448,6 +448,8 @@ class ExpectRequest(ReadRequest):
     ExpectRequest(method='POST', path='/items', json={'name': 'ada'})
     """
 
+    expects_exactly = True
+
     def __init__(
         self,
         method: str | RequestMatch | None = None,

@@ -365,6 +365,8 @@ class ExpectH2Preface(ReadStep):
     ExpectH2Preface(settings={<Setting.ENABLE_PUSH: 2>: 0})
     """
 
+    expects_exactly = True
+
     def __init__(self, *, settings: Mapping[int, int] | None = None,
                  max_size: int = DEFAULT_MAX_FRAME_SIZE, timeout: float | None = None) -> None:
         if settings is not None:
@@ -561,6 +563,8 @@ class ExpectH2Frame(ReadH2Frame):
     >>> ExpectH2Frame(FrameType.SETTINGS, flags=ACK)
     ExpectH2Frame(FrameType.SETTINGS, flags=1)
     """
+
+    expects_exactly = True
 
     def __init__(self, type: int, *, flags: int | None = None, stream_id: int | None = None,
                  payload: bytes | None = None, max_size: int = DEFAULT_MAX_FRAME_SIZE,

@@ -471,6 +471,8 @@ class ExpectProxyHeader(ReadStep):
     ExpectProxyHeader(source=('10.0.0.1', 5555), version=1)
     """
 
+    expects_exactly = True
+
     def __init__(self, source: Address | None = None, destination: Address | None = None, *,
                  version: Literal[1, 2] | None = None,
                  command: Literal["PROXY", "LOCAL"] | None = None,

@@ -629,6 +629,8 @@ class ExpectCommand(ReadCommand):
     ExpectCommand('SET', 'k', 'v')
     """
 
+    expects_exactly = True
+
     def __init__(self, *args: Arg | EllipsisType, inline: bool = True,
                  timeout: float | None = None) -> None:
         super().__init__(inline=inline, timeout=timeout)

@@ -51,9 +51,6 @@ from ._text import plural
 from .record import ConnectionRecord, Event, Failure
 from .rules import RuleBook, Rules, rules_in
 from .steps import (
-    Expect,
-    ExpectClose,
-    ExpectFrame,
     PerConnection,
     ReadStep,
     Script,
@@ -159,8 +156,7 @@ def _expects_exactly(script: Sequence[Step]) -> bool:
     """True when every read step of *script* is an expectation (and there is one): the
     script says exactly what the client sends, so bytes past it are wrong."""
     reads = [step for step in script if isinstance(step, ReadStep)]
-    return bool(reads) and all(isinstance(step, (Expect, ExpectFrame, ExpectClose))
-                               for step in reads)
+    return bool(reads) and all(step.expects_exactly for step in reads)
 
 
 def _gives_up(runner: ScriptRunner) -> bool:

@@ -176,6 +176,10 @@ class ReadStep(Step):
     (a fresh matcher from ``embeddedserver._match`` each time the step runs)."""
 
     kind = "read"
+    #: True for an expectation: the step says exactly what the client sends, so in a
+    #: script whose every read step is one, bytes past the script are a failure
+    #: (``allow_extra_bytes``). A read step that takes whatever comes leaves it False.
+    expects_exactly: ClassVar[bool] = False
 
     def matcher(self) -> Matcher:
         raise NotImplementedError
@@ -318,6 +322,8 @@ class Expect(ReadStep):
     Expect(b'PING\\r\\n')
     """
 
+    expects_exactly = True
+
     def __init__(
         self,
         what: Bytesish | re.Pattern[str] | re.Pattern[bytes] | Callable[[bytes], object],
@@ -409,6 +415,8 @@ class ExpectFrame(ReadStep):
     """Expect one length-prefixed frame whose payload is exactly *payload*; *prefix* as
     for ``ReadFrame`` (a struct format, or ``'varint'``)."""
 
+    expects_exactly = True
+
     def __init__(
         self, payload: Bytesish, prefix: str = ">I", *, timeout: float | None = None
     ) -> None:
@@ -433,6 +441,8 @@ class ExpectFrame(ReadStep):
 
 class ExpectClose(ReadStep):
     """Expect the client to close its side; any data arriving instead fails the step."""
+
+    expects_exactly = True
 
     def __init__(self, *, timeout: float | None = None) -> None:
         self.timeout = _args.optional_timeout(timeout)

@@ -651,6 +651,8 @@ class ExpectClientFrame(ReadClientFrame):
     ExpectClientFrame('text', 'hello')
     """
 
+    expects_exactly = True
+
     def __init__(
         self,
         kind: int | str | None = None,

@@ -276,3 +276,37 @@ def test_failures_lists_what_check_raises_for_counts_included_once_stopped() -> 
     with pytest.raises(AssertionError) as info:
         server.check()
     assert str(info.value) == server.failure_report(failures)
+
+
+def _kit_scripts() -> dict[str, tuple[list[object], bytes]]:
+    """A script of one protocol kit's expectation, and the bytes a correct client sends."""
+    from embeddedserver import http, resp
+    from embeddedserver import proxyprotocol as pp
+
+    request = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+    return {
+        "http.ExpectRequest": (
+            [http.ExpectRequest("GET", "/a"), b"HTTP/1.1 204 No Content\r\n\r\n"], request),
+        "resp.ExpectCommand": ([resp.ExpectCommand("PING"), resp.simple("PONG")],
+                               resp.command("PING")),
+        "ExpectProxyHeader": ([pp.ExpectProxyHeader(("10.0.0.1", 5555)), b"ok"],
+                              pp.v1(("10.0.0.1", 5555), ("10.0.0.2", 80))),
+    }
+
+
+@pytest.mark.parametrize("kit", sorted(_kit_scripts()))
+def test_a_kit_expectation_fails_bytes_past_the_script_and_its_twin_passes(kit: str) -> None:
+    script, good = _kit_scripts()[kit]
+    for _ in range(20):
+        for extra in (b"", b"surplus"):
+            server = CommandServer(script, verbose=False)
+            with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as client:
+                client.sendall(good + extra)  # at once: all of it arrives before the reply
+                client.shutdown(socket.SHUT_WR)
+                while client.recv(4096):
+                    pass
+            if not extra:
+                server.verdict()
+                continue
+            with pytest.raises(AssertionError, match="the client sent 7 bytes no step reads"):
+                server.verdict()

@@ -24,6 +24,8 @@ from embeddedserver.httpmessage import Request
 
 CLIENT_TIMEOUT = 10.0
 ROUNDS = 4
+#: How a websockets client ends a conversation: its close frame, answered with ours.
+CLOSING = [ws.ExpectClientFrame("close", code=1000), ws.close_frame()]
 
 # ---------------------------------------------------------------------------
 # a raw client, written from RFC 6455 without the library's help
@@ -355,9 +357,12 @@ def test_a_websockets_client_that_offers_no_subprotocol_fails_the_handshake() ->
                 connect(f"ws://127.0.0.1:{srvr.port}/", open_timeout=CLIENT_TIMEOUT)
             srvr.assert_failed("mismatch", step=0,
                                match="missing header Sec-WebSocket-Protocol")
-        with CommandServer(ws.handshake(protocol="chat"), verbose=False) as srvr:
+        # The client closes with a close frame, which the script expects and answers: a
+        # script of expectations says all the client sends.
+        with CommandServer([*ws.handshake(protocol="chat"), *CLOSING],
+                           verbose=False) as srvr:
             with connect(f"ws://127.0.0.1:{srvr.port}/", subprotocols=["chat"],
-                         open_timeout=CLIENT_TIMEOUT, close_timeout=0.5) as client:
+                         open_timeout=CLIENT_TIMEOUT, close_timeout=CLIENT_TIMEOUT) as client:
                 assert client.subprotocol == "chat"
 
 
@@ -387,9 +392,9 @@ def test_a_websockets_client_sending_the_wrong_message_fails_with_the_difference
                     client.recv(timeout=CLIENT_TIMEOUT)
             srvr.assert_failed("mismatch", step=2,
                                match="expected a text frame, got a binary frame of 5 bytes")
-        with CommandServer(script, verbose=False) as srvr:
+        with CommandServer([*script, *CLOSING], verbose=False) as srvr:
             with connect(f"ws://127.0.0.1:{srvr.port}/", open_timeout=CLIENT_TIMEOUT,
-                         close_timeout=0.5) as client:
+                         close_timeout=CLIENT_TIMEOUT) as client:
                 client.send("hello")
                 assert client.recv(timeout=CLIENT_TIMEOUT) == "ok"
 
@@ -397,10 +402,11 @@ def test_a_websockets_client_sending_the_wrong_message_fails_with_the_difference
 def test_a_long_binary_message_from_websockets_is_unmasked_whole() -> None:
     connect = websockets_connect()
     payload = os.urandom(2 << 20)
-    script = [*ws.handshake(), ws.ExpectClientFrame("binary", payload), ws.text_frame("got it")]
+    script = [*ws.handshake(), ws.ExpectClientFrame("binary", payload), ws.text_frame("got it"),
+              *CLOSING]
     with CommandServer(script, verbose=False) as srvr:
         with connect(f"ws://127.0.0.1:{srvr.port}/", open_timeout=CLIENT_TIMEOUT,
-                     close_timeout=0.5, max_size=None) as client:
+                     close_timeout=CLIENT_TIMEOUT, max_size=None) as client:
             client.send(payload)
             assert client.recv(timeout=CLIENT_TIMEOUT) == "got it"
     assert ws.WebSocketFrame.parse(srvr.received[1]).payload == payload
