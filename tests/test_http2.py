@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _twins import wrong_then_right
 
 import embeddedserver.http2
 from embeddedserver import CommandServer, Rule, Rules
@@ -198,23 +199,7 @@ WRONG_PREFACES = {
 @pytest.mark.parametrize("case", sorted(WRONG_PREFACES))
 def test_a_wrong_preface_fails_in_http2_terms_and_its_twin_passes(case: str) -> None:
     step, wrong_bytes, right_bytes, words = WRONG_PREFACES[case]
-    for round_ in range(ROUNDS):
-        wrong = round_ % 2 == 0
-        server = CommandServer([step, h2kit.settings_ack()], verbose=False)
-        try:
-            with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as client:
-                client.sendall(wrong_bytes if wrong else right_bytes)
-                client.shutdown(socket.SHUT_WR)
-                reply = client.makefile("rb").read()
-            if wrong:
-                assert reply == b""
-                with pytest.raises(AssertionError, match=re.escape(words)):
-                    server.verdict()
-            else:
-                assert reply == h2kit.settings_ack()
-                server.verdict()
-        finally:
-            server.stop()
+    wrong_then_right(step, h2kit.settings_ack(), wrong_bytes, right_bytes, words, ROUNDS)
 
 
 def test_expect_frame_and_a_rules_table_of_frames_name_the_frame() -> None:

@@ -11,6 +11,7 @@ import re
 import socket
 
 import pytest
+from _twins import wrong_then_right
 
 import embeddedserver._prefix
 from embeddedserver import (
@@ -252,23 +253,7 @@ def test_a_malformed_varint_fails_the_step_and_its_twin_passes(case: str) -> Non
     payload = b"ok" if case != "truncated" else b"\x01" * 150
     step = ExpectFrame(payload, "varint") if case == "a fixed prefix instead" else (
         ReadFrame("varint"))
-    for round_ in range(ROUNDS):
-        wrong = round_ % 2 == 0
-        server = CommandServer([step, "done"], verbose=False)
-        try:
-            with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as client:
-                client.sendall(wrong_bytes if wrong else right_bytes)
-                client.shutdown(socket.SHUT_WR)
-                reply = client.makefile("rb").read()
-            if wrong:
-                assert reply == b""
-                with pytest.raises(AssertionError, match=re.escape(words)):
-                    server.verdict()
-            else:
-                assert reply == b"done"
-                server.verdict()
-        finally:
-            server.stop()
+    wrong_then_right(step, b"done", wrong_bytes, right_bytes, words, ROUNDS)
 
 
 def test_a_truncated_varint_is_a_close_and_its_report_says_where_it_stopped() -> None:

@@ -15,6 +15,7 @@ import struct
 from typing import Any
 
 import pytest
+from _twins import wrong_then_right
 
 import embeddedserver.proxyprotocol
 from embeddedserver import CommandServer, Expect, ReadLine
@@ -238,20 +239,7 @@ WRONG_PROXIES = {
 @pytest.mark.parametrize("case", sorted(WRONG_PROXIES))
 def test_a_wrong_header_fails_in_the_protocols_words_and_its_twin_passes(case: str) -> None:
     step, wrong_bytes, right_bytes, words = WRONG_PROXIES[case]
-    for round_ in range(ROUNDS):
-        wrong = round_ % 2 == 0
-        server = CommandServer([step, "hello"], verbose=False)
-        try:
-            reply = talk(server, wrong_bytes if wrong else right_bytes, shut=True)
-            if wrong:
-                assert reply == b""  # the server hung up at the header
-                with pytest.raises(AssertionError, match=re.escape(words)):
-                    server.verdict()
-            else:
-                assert reply == b"hello"
-                server.verdict()
-        finally:
-            server.stop()
+    wrong_then_right(step, b"hello", wrong_bytes, right_bytes, words, ROUNDS)
 
 
 def test_a_wrong_header_report_names_the_step_and_shows_the_bytes() -> None:

@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 import pytest
+from _twins import wrong_then_right
 
 import embeddedserver._respparse
 import embeddedserver.resp
@@ -279,23 +280,7 @@ WRONG_CLIENTS = {
 @pytest.mark.parametrize("case", sorted(WRONG_CLIENTS))
 def test_a_wrong_command_fails_in_resp_terms_and_its_twin_passes(case: str) -> None:
     step, wrong_bytes, right_bytes, words = WRONG_CLIENTS[case]
-    for round_ in range(ROUNDS):
-        wrong = round_ % 2 == 0
-        server = CommandServer([step, resp.simple("OK")], verbose=False)
-        try:
-            with socket.create_connection(server.address, timeout=CLIENT_TIMEOUT) as client:
-                client.sendall(wrong_bytes if wrong else right_bytes)
-                client.shutdown(socket.SHUT_WR)
-                reply = client.makefile("rb").read()
-            if wrong:
-                assert reply == b""  # the server hung up at the bad byte
-                with pytest.raises(AssertionError, match=re.escape(words)):
-                    server.verdict()
-            else:
-                assert reply == b"+OK\r\n"
-                server.verdict()
-        finally:
-            server.stop()
+    wrong_then_right(step, resp.simple("OK"), wrong_bytes, right_bytes, words, ROUNDS)
 
 
 def test_a_rules_table_answers_a_raw_client_and_names_the_closest_rule() -> None:
