@@ -399,15 +399,24 @@ def _falsifying(error: AssertionError) -> str:
     return "\n".join(getattr(error, "__notes__", []))
 
 
+#: Variants that send what they send in one write and then close or half-close: one read
+#: gets the same bytes each time a variant replays, so a client that takes one read for
+#: the reply fails each replay alike. (With several writes, as garbage or a split sends,
+#: how many one read gets depends on timing, and Hypothesis would call its own replay of
+#: a failure flaky; a reset can discard the bytes before the read.)
+ONE_WRITE = ("close", "half-close")
+
+
 def test_a_client_that_takes_one_read_for_the_reply_is_found() -> None:
-    error = _hunt(misbehaving(SCRIPT), read_once, correct=_correct_body, within=WITHIN)
+    error = _hunt(misbehaving(SCRIPT, kinds=ONE_WRITE), read_once, correct=_correct_body,
+                  within=WITHIN)
     message = str(error)
     assert "as if it were right, and correct=_correct_body rejected it" in message
     assert message.splitlines()[1].startswith("  server: Variant([ReadUntil(b'\\r\\n\\r\\n'), ")
     assert "client: read_once(('127.0.0.1', " in message and "transcript (1 connection)" in message
     example = _falsifying(error)
     assert "Variant([ReadUntil(b'\\r\\n\\r\\n'), Send(b'HTTP/1.1 200" in example
-    assert "close after" in example or "step 1 sent in" in example
+    assert "close after" in example or "half-close after" in example
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -435,7 +444,8 @@ def test_a_client_that_retries_a_reset_forever_is_found_and_one_that_gives_up_pa
 
 
 def test_an_async_client_is_checked_in_an_event_loop_of_its_own() -> None:
-    error = _hunt(misbehaving(SCRIPT), read_once_async, correct=_correct_body, within=WITHIN)
+    error = _hunt(misbehaving(SCRIPT, kinds=ONE_WRITE), read_once_async, correct=_correct_body,
+                  within=WITHIN)
     assert "client: read_once_async(" in str(error) and "as if it were right" in str(error)
     _search(misbehaving(SCRIPT, kinds=INTACT),
             lambda v: check_client(v, fetch_async, within=WITHIN, correct=_correct_body), 40)
@@ -602,10 +612,11 @@ def test_a_falsifying_example_replays_first_from_the_database() -> None:
         tried.append(repr(variant))
         check_client(variant, read_once, correct=_correct_body)
 
+    strategy = misbehaving(SCRIPT, kinds=ONE_WRITE)  # each replay fails alike
     with pytest.raises(AssertionError) as first:
-        _search(misbehaving(SCRIPT), check, 100, derandomize=False, database=database)
+        _search(strategy, check, 100, derandomize=False, database=database)
     falsified = _falsifying(first.value)
     tried.clear()
     with pytest.raises(AssertionError):
-        _search(misbehaving(SCRIPT), check, 100, derandomize=False, database=database)
+        _search(strategy, check, 100, derandomize=False, database=database)
     assert tried[0] in falsified  # the saved example is the first one tried again
