@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ._text import format_address
 from .record import ConnectionRecord, Event, show_bytes
+
+if TYPE_CHECKING:
+    from ._runtime import BaseServer
 
 __all__ = [
     "CLIENT_ARROWS",
@@ -21,10 +24,15 @@ __all__ = [
     "on_sigterm",
     "signals_blocked",
     "signals_stop",
+    "wait_for_count",
 ]
 
 #: How the command line is invoked, in its usage text and the demo's hints.
 PROG = "python -m embeddedserver"
+
+# The main thread waits for connections in slices this long; a slice that ends is
+# simply renewed. It only bounds each wait (Ctrl-C interrupts any wait at once).
+_WAIT_SLICE = 3600.0
 
 #: How a server's transcript line names what the client sent and what the server sent.
 CLIENT_ARROWS = ("<- client", "-> server")
@@ -90,3 +98,21 @@ def signals_stop() -> Iterator[None]:
         for signum, handler in old.items():
             if handler is not None:
                 signal.signal(signum, handler)
+
+
+def wait_for_count(
+    server: BaseServer, count: int | None, after_each: Callable[[], object] | None = None
+) -> int:
+    """Wait until *count* connections to *server* have ended (None: until interrupted),
+    calling *after_each* after each one; return how many ended. Ctrl-C and SIGTERM
+    (``signals_stop``) interrupt the wait with their exception."""
+    done = 0
+    while count is None or done < count:
+        try:
+            server.wait_for_connections(done + 1, timeout=_WAIT_SLICE)
+        except TimeoutError:
+            continue
+        done += 1
+        if after_each is not None:
+            after_each()
+    return done

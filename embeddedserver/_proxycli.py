@@ -50,6 +50,7 @@ from ._console import (
     event_line,
     signals_blocked,
     signals_stop,
+    wait_for_count,
 )
 from ._faultkinds import (
     Bandwidth,
@@ -68,9 +69,6 @@ from .faults import DOWNSTREAM, UPSTREAM, Direction, FaultProxy
 from .record import ConnectionRecord, Event
 
 __all__ = ["FaultArgument", "main", "parse_fault"]
-
-# The main thread waits in slices this long; a slice that ends is simply renewed.
-_WAIT_SLICE = 3600.0
 
 # ---------------------------------------------------------------------------
 # fault syntax
@@ -344,13 +342,7 @@ def _forward_until_done(proxy: FaultProxy, args: argparse.Namespace) -> str:
         emit(str(proxy.port) if args.path is None else str(proxy.path))  # first line
         if not args.quiet:
             emit(_banner(proxy, args))
-        done = 0
-        while args.count is None or done < args.count:
-            try:
-                proxy.wait_for_connections(done + 1, timeout=_WAIT_SLICE)
-            except TimeoutError:
-                continue
-            done += 1
+        done = wait_for_count(proxy, args.count)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Interrupted)
         proxy.stop()
         name = "SIGTERM" if isinstance(exc, Interrupted) else "Ctrl-C"

@@ -48,7 +48,15 @@ from ._cliparse import port_arg as _port
 from ._cliparse import positive_int_arg as _positive_int
 from ._cliparse import seconds as _seconds
 from ._cliparse import seconds_arg as _timeout_arg
-from ._console import PROG, Interrupted, emit, event_line, signals_blocked, signals_stop
+from ._console import (
+    PROG,
+    Interrupted,
+    emit,
+    event_line,
+    signals_blocked,
+    signals_stop,
+    wait_for_count,
+)
 from ._text import format_address, plural
 from ._version import __version__
 from .demo import run_demo
@@ -89,9 +97,6 @@ __all__ = ["main", "parse_mark", "parse_step"]
 #: The CLI's default read timeout: longer than the library's, for clients typed by hand.
 CLI_TIMEOUT = 30.0
 
-# The main thread waits for connections in slices this long; a slice that ends is
-# simply renewed. It only bounds each wait (Ctrl-C interrupts any wait at once).
-_WAIT_SLICE = 3600.0
 
 # ---------------------------------------------------------------------------
 # step syntax
@@ -475,14 +480,13 @@ def _serve_until_done(
         live.print(str(server.port))  # first line, alone, for scripts to read
         if not args.quiet:
             live.print(_banner(server, scripts, args))
-        done = shown = 0
-        while args.count is None or done < args.count:
-            try:
-                server.wait_for_connections(done + 1, timeout=_WAIT_SLICE)
-            except TimeoutError:
-                continue
-            done += 1
+        shown = 0
+
+        def show_failures() -> None:
+            nonlocal shown
             shown = _show_new_failures(server, shown, live, args.quiet)
+
+        wait_for_count(server, args.count, show_failures)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Interrupted)
         server.stop()
         name = "SIGTERM" if isinstance(exc, Interrupted) else "Ctrl-C"
