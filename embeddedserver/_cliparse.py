@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from ._text import unescape
 
 __all__ = [
     "BadArgument",
+    "Spec",
     "as_bytes",
     "key",
     "number",
+    "parse_item",
     "parse_options",
     "port_arg",
     "positive_int_arg",
@@ -89,6 +93,56 @@ def parse_options(texts: Sequence[str], name: str, allowed: Sequence[str]) -> di
             raise BadArgument(f"option {option} given twice")
         options[option] = value
     return options
+
+
+Built = TypeVar("Built")
+
+
+@dataclass(frozen=True)
+class Spec(Generic[Built]):
+    """One NAME of an item syntax (a CLI step, a proxy fault): how it reads, what it
+    does, how it is built from its ARG (None without a ':') and its options."""
+
+    usage: str  # e.g. "recv[:N]"; the part before ":" / "[" is the name
+    help: str
+    #: "none", "optional", "required" (a ':' must follow, possibly with nothing after
+    #: it: ``send:`` sends nothing) or "nonempty" (something must follow the ':').
+    arg: str
+    build: Callable[[Any, dict[str, str]], Built]
+    options: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.usage.split(":")[0].split("[")[0]
+
+    @property
+    def full_usage(self) -> str:
+        """The usage with the options shown: ``drip[,chunk=...][,interval=...]:TEXT``."""
+        return with_options(self.usage, self.options)
+
+
+def parse_item(
+    text: str, specs: Mapping[str, Spec[Built]], what: str, accepted: str,
+    common: Sequence[str] = (),
+) -> Built:
+    """Build ``NAME[,OPTION=VALUE...][:ARG]`` with the spec *specs* has for ``key(NAME)``;
+    every spec also takes the *common* options. ValueError naming *text* (a *what*:
+    "step", "fault") and what is *accepted*."""
+    head, colon, arg = text.partition(":")
+    name, *option_texts = head.split(",")
+    spec = specs.get(key(name))
+    if spec is None:
+        raise ValueError(f"unknown {what} {name!r} in {text!r}; {what}s are: {accepted}")
+    try:
+        options = parse_options(option_texts, spec.name, (*spec.options, *common))
+        if spec.arg == "none" and colon:
+            raise BadArgument(f"{spec.name} takes no argument after ':'")
+        if (spec.arg == "required" and not colon) or (spec.arg == "nonempty" and not arg):
+            raise BadArgument(f"{spec.name} needs an argument")
+        return spec.build(arg if colon else None, options)
+    except (BadArgument, TypeError, ValueError) as exc:
+        raise ValueError(f"bad {what} {text!r}: {exc} (use {spec.full_usage})") from None
 
 
 # -- argparse ``type=`` functions ------------------------------------------------------

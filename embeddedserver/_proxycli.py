@@ -32,15 +32,15 @@ from dataclasses import dataclass
 from ._args import DEFAULT_TIMEOUT
 from ._cliparse import (
     BadArgument,
+    Spec,
     as_bytes,
     key,
     number,
-    parse_options,
+    parse_item,
     port_arg,
     positive_int_arg,
     seconds,
     seconds_arg,
-    with_options,
 )
 from ._console import (
     PROG,
@@ -83,19 +83,6 @@ class FaultArgument:
     directions: tuple[Direction, ...]
     toxicity: float
     connections: int | frozenset[int] | None
-
-
-@dataclass(frozen=True)
-class _Spec:
-    usage: str  # e.g. "latency:SECONDS"
-    help: str
-    arg: str  # "none", "optional" or "required"
-    options: tuple[str, ...]
-    build: Callable[[str | None, dict[str, str]], Fault]
-
-    @property
-    def name(self) -> str:
-        return self.usage.split(":")[0].split("[")[0]
 
 
 def _optional_seconds(options: dict[str, str], name: str) -> float | None:
@@ -141,28 +128,34 @@ def _timeout(arg: str | None, options: dict[str, str]) -> Fault:
     return Timeout(None if arg is None else seconds(arg, "SECONDS"))
 
 
-_SPECS: tuple[_Spec, ...] = (
-    _Spec("latency:SECONDS", "delay every byte; jitter=SECONDS: +- a draw per read",
-          "required", ("jitter",),
+def _spec(usage: str, help: str, arg: str, options: tuple[str, ...],
+          fault: Callable[[str | None, dict[str, str]], Fault]) -> Spec[FaultArgument]:
+    """A fault's spec, whose build also reads the options every fault takes."""
+    return Spec(usage, help, arg, lambda a, o: _argument(fault(a, o), o), options)
+
+
+_SPECS: tuple[Spec[FaultArgument], ...] = (
+    _spec("latency:SECONDS", "delay every byte; jitter=SECONDS: +- a draw per read",
+          "nonempty", ("jitter",),
           lambda a, o: Latency(seconds(a or "", "SECONDS"),
                                seconds(o.get("jitter", "0"), "jitter"))),
-    _Spec("bandwidth:RATE", "pass at most RATE bytes per second", "required", (),
+    _spec("bandwidth:RATE", "pass at most RATE bytes per second", "nonempty", (),
           lambda a, o: Bandwidth(_rate(a or ""))),
-    _Spec("slicer", "split into writes of average=N (8) +- variation=N (4)\n"
+    _spec("slicer", "split into writes of average=N (8) +- variation=N (4)\n"
           "bytes, up to delay=SECONDS (0) apart", "none",
           ("average", "variation", "delay"), _slicer),
-    _Spec("limitdata:BYTES", "close the connection once BYTES have passed", "required", (),
+    _spec("limitdata:BYTES", "close the connection once BYTES have passed", "nonempty", (),
           lambda a, o: LimitData(number(a or "", "BYTES"))),
-    _Spec("timeout[:SECONDS]", "stop forwarding, sockets kept open (closed after SECONDS)",
+    _spec("timeout[:SECONDS]", "stop forwarding, sockets kept open (closed after SECONDS)",
           "optional", (), _timeout),
-    _Spec("resetpeer", "reset both sides once bytes=N have passed, or\n"
+    _spec("resetpeer", "reset both sides once bytes=N have passed, or\n"
           "after=SECONDS; with neither: at once", "none", ("bytes", "after"), _reset),
-    _Spec("slowclose:SECONDS", "pass the close (FIN) on SECONDS late", "required", (),
+    _spec("slowclose:SECONDS", "pass the close (FIN) on SECONDS late", "nonempty", (),
           lambda a, o: SlowClose(seconds(a or "", "SECONDS"))),
-    _Spec("blackhole", "drop every byte and the close", "none", (),
+    _spec("blackhole", "drop every byte and the close", "none", (),
           lambda a, o: Blackhole()),
-    _Spec("onpattern:PATTERN", "when PATTERN passes: action=reset (default) or\n"
-          "close both sides, or action=delay,delay=SECONDS what follows", "required",
+    _spec("onpattern:PATTERN", "when PATTERN passes: action=reset (default) or\n"
+          "close both sides, or action=delay,delay=SECONDS what follows", "nonempty",
           ("action", "delay"), _onpattern),
 )
 
@@ -180,14 +173,6 @@ _DIRECTIONS: dict[str, tuple[Direction, ...]] = {
     "down": (DOWNSTREAM,), "downstream": (DOWNSTREAM,),
     "both": (UPSTREAM, DOWNSTREAM),
 }
-
-
-def _usage(spec: _Spec) -> str:
-    return with_options(spec.usage, spec.options)
-
-
-def _options(texts: list[str], spec: _Spec) -> dict[str, str]:
-    return parse_options(texts, spec.name, (*spec.options, *_COMMON))
 
 
 def _toxicity(text: str) -> float:
@@ -221,30 +206,21 @@ def parse_fault(text: str) -> FaultArgument:
     >>> parse_fault("limitdata,direction=both,connections=2-3:100").connections
     frozenset({2, 3})
     """
-    head, colon, arg = text.partition(":")
-    name, *option_texts = head.split(",")
-    spec = _BY_NAME.get(key(name))
-    if spec is None:
-        names = ", ".join(s.name for s in _SPECS)
-        raise ValueError(f"unknown fault {name!r} in {text!r}; faults are: {names}")
-    try:
-        options = _options(option_texts, spec)
-        if spec.arg == "none" and colon:
-            raise BadArgument(f"{spec.name} takes no argument after ':'")
-        if spec.arg == "required" and not (colon and arg):
-            raise BadArgument(f"{spec.name} needs an argument")
-        fault = spec.build(arg if colon else None, options)
-        where = options.get("direction", "down").lower()
-        if where not in _DIRECTIONS:
-            raise BadArgument(f"direction must be up, down or both, not {where!r}")
-        return FaultArgument(
-            fault,
-            _DIRECTIONS[where],
-            _toxicity(options["toxicity"]) if "toxicity" in options else 1.0,
-            _connections(options["connections"]) if "connections" in options else None,
-        )
-    except (BadArgument, TypeError, ValueError) as exc:
-        raise ValueError(f"bad fault {text!r}: {exc} (use {_usage(spec)})") from None
+    names = ", ".join(s.name for s in _SPECS)
+    return parse_item(text, _BY_NAME, "fault", names, _COMMON)
+
+
+def _argument(fault: Fault, options: dict[str, str]) -> FaultArgument:
+    """*fault* and where the common options put it."""
+    where = options.get("direction", "down").lower()
+    if where not in _DIRECTIONS:
+        raise BadArgument(f"direction must be up, down or both, not {where!r}")
+    return FaultArgument(
+        fault,
+        _DIRECTIONS[where],
+        _toxicity(options["toxicity"]) if "toxicity" in options else 1.0,
+        _connections(options["connections"]) if "connections" in options else None,
+    )
 
 
 def _fault_arg(text: str) -> FaultArgument:

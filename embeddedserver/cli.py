@@ -34,16 +34,16 @@ import dataclasses
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 # The console helpers live with the demo, which must not import this module.
 from ._cliparse import BadArgument as _BadStep
+from ._cliparse import Spec, parse_item
 from ._cliparse import as_bytes as _bytes
 from ._cliparse import key as _key
 from ._cliparse import number as _number
-from ._cliparse import parse_options, with_options
 from ._cliparse import port_arg as _port
 from ._cliparse import positive_int_arg as _positive_int
 from ._cliparse import seconds as _seconds
@@ -134,23 +134,8 @@ def _drip(arg: str, options: dict[str, str]) -> Step:
     return Drip(_bytes(arg, "the data"), chunk=chunk, interval=interval)
 
 
-Builder = Callable[[Any, dict[str, str]], Step]
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """One step name of the CLI syntax: how it reads, what it does, how it is built."""
-
-    usage: str  # e.g. "recv[:N]"; the part before ":" / "[" is the name
-    help: str
-    arg: str  # "none", "optional" or "required"
-    build: Builder
-    options: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return self.usage.split(":")[0].split("[")[0]
+#: One step name of the CLI syntax: how it reads, what it does, how it is built.
+_Spec = Spec[Step]
 
 
 _READ = ("timeout",)
@@ -236,28 +221,7 @@ def parse_step(text: str) -> Step:
     >>> parse_step(r"until:\\r\\n")
     ReadUntil(b'\\r\\n')
     """
-    head, colon, arg = text.partition(":")
-    name, *option_texts = head.split(",")
-    spec = _BY_NAME.get(_key(name))
-    if spec is None:
-        raise ValueError(f"unknown step {name!r} in {text!r}; steps are: {_accepted()}")
-    try:
-        options = _options(option_texts, spec)
-        if spec.arg == "none" and colon:
-            raise _BadStep(f"{spec.name} takes no argument after ':'")
-        if spec.arg == "required" and not colon:
-            raise _BadStep(f"{spec.name} needs an argument")
-        return spec.build(arg if colon else None, options)
-    except (_BadStep, TypeError, ValueError) as exc:
-        raise ValueError(f"bad step {text!r}: {exc} (use {_usage(spec)})") from None
-
-
-def _usage(spec: _Spec) -> str:
-    return with_options(spec.usage, spec.options)
-
-
-def _options(texts: list[str], spec: _Spec) -> dict[str, str]:
-    return parse_options(texts, spec.name, spec.options)
+    return parse_item(text, _BY_NAME, "step", _accepted())
 
 
 @dataclass(frozen=True)
