@@ -63,7 +63,7 @@ from .demo import run_demo
 from .record import ConnectionRecord, Event
 from .rules import Rule, Rules
 from .scriptfile import load_script
-from .servers import CommandServer
+from .servers import CommandServer, at_least
 from .steps import (
     AcceptAndClose,
     Close,
@@ -248,7 +248,7 @@ def _times(text: str) -> int | range:
         return int(low)
     if high and int(high) < int(low):
         raise _BadStep(f"times range {text!r} ends before it starts")
-    return range(int(low), int(high) + 1 if high else 2**62)
+    return range(int(low), int(high) + 1) if high else at_least(int(low))
 
 
 def parse_mark(text: str) -> _Mark | None:
